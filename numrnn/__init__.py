@@ -4,8 +4,8 @@ Importing numrnn compiles nothing: kernels compile (or load from numba's
 cache) on first use.
 """
 
-from numrnn import config
-
+from numrnn import config, layers
+from numrnn.models import Sequential
 
 __version__ = "0.1.0.dev0"
 

@@ -39,3 +39,22 @@ def resolve_dtype(dtype=None):
     if name not in _VALID_FLOATX:
         raise ValueError(f"Unsupported dtype {dtype!r}: expected float32 or float64.")
     return np.dtype(name)
+
+
+_INPUT_VALIDATION = True
+
+
+def input_validation():
+    """Whether layers check their inputs for NaN and infinity (default True)."""
+    return _INPUT_VALIDATION
+
+
+def set_input_validation(enabled):
+    """Turn the NaN/infinity check on layer inputs on or off.
+
+    Parameters
+    ----------
+    enabled : bool
+    """
+    global _INPUT_VALIDATION
+    _INPUT_VALIDATION = bool(enabled)

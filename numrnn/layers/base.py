@@ -1,0 +1,283 @@
+"""Layer base class: weights, build, the call/vjp protocol, input checks.
+
+Every layer implements two private methods that models chain:
+
+- ``_forward(x, mask, initial_state, training)`` returns ``(outputs, cache)``
+  where ``outputs`` is a list in Keras order;
+- ``_backward(cache, cotangents)`` returns ``(weight_grads, input_grad,
+  initial_state_grads)``, with ``cotangents`` one array per output.
+
+The public ``__call__``/``vjp``/``value_and_vjp`` wrap them.
+"""
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+
+from numrnn import config
+
+_NAME_COUNTERS = defaultdict(itertools.count)
+
+
+def _snake_case(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _default_name(cls):
+    base = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}.get(
+        cls.__name__, _snake_case(cls.__name__)
+    )
+    n = next(_NAME_COUNTERS[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+def as_list(value):
+    """Wrap a single array in a list; pass lists and tuples through as lists."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def unwrap(outputs):
+    """A single output as an array, several as a list (Keras's convention)."""
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def check_rate(value, name):
+    """Validate a dropout-style rate in [0, 1)."""
+    if not isinstance(value, (int, float, np.floating)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_positive_int(value, name):
+    """Validate a strictly positive integer hyperparameter."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+class Layer:
+    """Base class of numrnn layers.
+
+    Parameters
+    ----------
+    dtype : str or numpy dtype, optional
+        Float dtype of weights and outputs; defaults to ``numrnn.config.floatx()``
+        at construction time.
+    name : str, optional
+        Layer name, shown by ``Sequential.summary()``.
+    """
+
+    #: whether the layer consumes a mask (else it ignores and passes it on)
+    supports_masking = True
+
+    def __init__(self, dtype=None, name=None):
+        self.dtype = config.resolve_dtype(dtype)
+        self.name = name if name is not None else _default_name(type(self))
+        self.built = False
+        self.input_shape = None
+        self._weights = []
+
+    # -- weights -----------------------------------------------------------
+    @property
+    def weights(self):
+        """The live weight arrays, in ``get_weights()`` order."""
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        """Same as :attr:`weights` (every numrnn weight is trainable)."""
+        return self.weights
+
+    def get_weights(self):
+        """Return copies of the weights in Keras order."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set the weights from a list in Keras order and shapes.
+
+        The layer must be built (call ``build(input_shape)`` first).
+        """
+        current = self.weights
+        if not self.built:
+            raise ValueError(
+                f"Layer {self.name!r} is not built yet: call build(input_shape) "
+                "or call the layer on data before set_weights()."
+            )
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(current)} weight arrays, got {len(weights)}."
+            )
+        for i, (dst, src) in enumerate(zip(current, weights)):
+            src = np.asarray(src)
+            if src.shape != dst.shape:
+                raise ValueError(
+                    f"Weight {i} of layer {self.name!r} has shape {src.shape}, "
+                    f"expected {dst.shape}."
+                )
+            dst[...] = src
+
+    def count_params(self):
+        """Number of scalar weights (the layer must be built)."""
+        if not self.built:
+            raise ValueError(f"Layer {self.name!r} is not built: its size is not known yet.")
+        return int(sum(w.size for w in self.weights))
+
+    # -- shapes ------------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights for inputs of ``input_shape`` (batch may be None)."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    @property
+    def output_shape(self):
+        """Output shape for the built input shape (batch dimension None)."""
+        if not self.built:
+            raise ValueError(f"Layer {self.name!r} is not built yet.")
+        return self.compute_output_shape((None,) + tuple(self.input_shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs, mask):
+        """Mask for the outputs: by default the input mask passes through."""
+        return mask
+
+    def _ensure_built(self, x):
+        if not self.built:
+            self.build(np.shape(x))
+
+    # -- calls -------------------------------------------------------------
+    def __call__(self, x, mask=None, initial_state=None, training=False):
+        outputs, _ = self._forward_checked(x, mask, initial_state, training)
+        return unwrap(outputs)
+
+    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):
+        """Vector-Jacobian product of the layer at ``x``.
+
+        Parameters
+        ----------
+        x : ndarray
+            The input.
+        cotangents : list of ndarray
+            One array per output, in output order, each of its output's shape.
+        mask, initial_state, training
+            As for calling the layer.
+
+        Returns
+        -------
+        weight_grads : list of ndarray
+            Parallel to ``get_weights()``.
+        input_grad : ndarray or None
+            None for integer inputs.
+        initial_state_grads : list of ndarray or None
+            None when no initial state was given.
+        """
+        _, grads = self.value_and_vjp(
+            x, lambda outputs: cotangents, mask=mask, initial_state=initial_state,
+            training=training,
+        )  # fmt: skip
+        return grads
+
+    def value_and_vjp(self, x, cotangent_fn, mask=None, initial_state=None, training=False):
+        """Forward pass and its vjp in one go (dropout masks drawn once).
+
+        ``cotangent_fn(outputs)`` receives the outputs (an array, or a list
+        when several) and returns the list of cotangents. Returns
+        ``(outputs, (weight_grads, input_grad, initial_state_grads))``.
+        """
+        outputs, cache = self._forward_checked(x, mask, initial_state, training)
+        cotangents = check_cotangents(cotangent_fn(unwrap(outputs)), outputs, self.name)
+        return unwrap(outputs), self._backward(cache, cotangents)
+
+    def _forward_checked(self, x, mask, initial_state, training):
+        self._ensure_built(x)
+        return self._forward(x, mask, as_list(initial_state), bool(training))
+
+    def _forward(self, x, mask, initial_state, training):
+        raise NotImplementedError
+
+    def _backward(self, cache, cotangents):
+        raise NotImplementedError
+
+    def reset_states(self):
+        """Reset the states of stateful sub-layers (a no-op for stateless layers)."""
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def check_cotangents(cotangents, outputs, name):
+    """Validate cotangents against outputs: one array per output, same shapes."""
+    cotangents = as_list(cotangents)
+    if cotangents is None or len(cotangents) != len(outputs):
+        raise ValueError(
+            f"{name}: expected {len(outputs)} cotangent array(s), one per output, "
+            f"got {0 if cotangents is None else len(cotangents)}."
+        )
+    result = []
+    for i, (cot, out) in enumerate(zip(cotangents, outputs)):
+        cot = np.asarray(cot)
+        if cot.shape != out.shape:
+            raise ValueError(
+                f"{name}: cotangent {i} has shape {cot.shape}, expected the output's {out.shape}."
+            )
+        result.append(np.ascontiguousarray(cot, dtype=out.dtype))
+    return result
+
+
+def check_float_input(x, dtype, name, ndim=None, n_features=None):
+    """Canonicalise a float input: an ndarray of ``dtype``, C-contiguous.
+
+    Raises TypeError for non-numeric data and ValueError for a wrong ndim, a
+    feature count other than the built one, or NaN/inf (when validation is on).
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name}: input could not be converted to an array ({exc}).") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numeric input, got dtype {arr.dtype}.")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-D input (batch, timesteps, features), "
+            f"got shape {arr.shape}."
+        )
+    if n_features is not None and arr.shape[-1] != n_features:
+        raise ValueError(
+            f"{name}: input has {arr.shape[-1]} features, but the layer was built "
+            f"for {n_features}."
+        )
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if config.input_validation() and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: input contains NaN or infinity.")
+    return arr
+
+
+def check_mask(mask, batch_shape, name):
+    """Canonicalise a mask to a C-contiguous bool array of ``batch_shape``."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.shape != tuple(batch_shape):
+        raise ValueError(
+            f"{name}: mask has shape {arr.shape}, expected (batch, timesteps) = "
+            f"{tuple(batch_shape)}."
+        )
+    if arr.dtype != np.bool_:
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: mask must be boolean, got dtype {arr.dtype}.")
+        arr = arr != 0
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,510 @@
+"""Recurrent layers with Keras 3 semantics: SimpleRNN, LSTM and GRU.
+
+The layer owns the weights (Keras layout), the sequence semantics
+(``return_sequences``, ``return_state``, ``stateful``, dropout masks) and
+input checks; the numba kernels in ``numrnn.kernels.cpu`` do the time loop.
+"""
+
+import numpy as np
+
+from numrnn.activations import recurrent_activation_code
+from numrnn.initializers import check_initializer, initialize
+from numrnn.kernels.cpu import gru as gru_kernels
+from numrnn.kernels.cpu import lstm as lstm_kernels
+from numrnn.kernels.cpu import simple_rnn as simple_rnn_kernels
+from numrnn.layers.base import (
+    Layer,
+    check_float_input,
+    check_mask,
+    check_positive_int,
+    check_rate,
+)
+
+
+class RNN(Layer):
+    """Base of the recurrent layers (not used directly).
+
+    Parameters
+    ----------
+    units : int
+        Dimensionality of the output space and of the states.
+    activation : str, default="tanh"
+        One of ``tanh``, ``sigmoid``, ``hard_sigmoid``, ``relu``, ``linear``.
+    use_bias : bool, default=True
+    kernel_initializer, recurrent_initializer, bias_initializer : str or callable
+        Keras initializer names (``glorot_uniform``, ``orthogonal``, ``zeros``, ...)
+        or ``callable(shape, dtype, rng)``.
+    dropout, recurrent_dropout : float, default=0.0
+        Fraction of the inputs / of the recurrent state to drop in training.
+        As in Keras 3, one mask per sample and feature is drawn per call and
+        reused at every step; masks are inverted (kept values scaled by
+        ``1 / (1 - rate)``).
+    seed : int, optional
+        Seeds the initial weights and the dropout masks.
+    return_sequences : bool, default=False
+        Return the whole output sequence instead of the last output.
+    return_state : bool, default=False
+        Also return the final states, after the output.
+    go_backwards : bool, default=False
+        Process the sequence in reverse; the returned sequence is in
+        processing order (reversed), as in Keras.
+    stateful : bool, default=False
+        Carry the final states of a call over as the initial states of the
+        next; the batch size is then fixed.
+    zero_output_for_mask : bool, default=False
+        Masked steps output zeros instead of repeating the previous output.
+    dtype : str, optional
+    name : str, optional
+    """
+
+    _n_gates = 1
+    _n_states = 1
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        dtype=None,
+        name=None,
+    ):
+        super().__init__(dtype=dtype, name=name)
+        self.units = check_positive_int(units, "units")
+        self.activation = activation
+        self._activation_code = recurrent_activation_code(activation, "activation")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = check_initializer(
+            recurrent_initializer, "recurrent_initializer"
+        )
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
+        self.dropout = check_rate(dropout, "dropout")
+        self.recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout")
+        self.seed = seed
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)  # accepted for Keras compatibility; no effect
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(seeds[0])
+        self._dropout_rng = np.random.default_rng(seeds[1])
+        self._states = None
+        self._n_features = None
+
+    def get_config(self):
+        """Constructor arguments, enough to rebuild an unbuilt copy of the layer."""
+        config = {
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "recurrent_initializer": self.recurrent_initializer,
+            "bias_initializer": self.bias_initializer,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+            "dtype": self.dtype.name,
+            "name": self.name,
+        }
+        for extra in ("recurrent_activation", "unit_forget_bias", "reset_after"):
+            if hasattr(self, extra):
+                config[extra] = getattr(self, extra)
+        return config
+
+    # -- weights -----------------------------------------------------------
+    def _bias_shape(self):
+        return (self._n_gates * self.units,)
+
+    def _initial_bias(self):
+        return initialize(self.bias_initializer, self._bias_shape(), self.dtype, self._init_rng)
+
+    def build(self, input_shape):
+        """Create kernel ``(features, G*units)``, recurrent kernel ``(units, G*units)``
+        and bias, G being 1, 4 and 3 for SimpleRNN, LSTM and GRU."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.name}: expected input shape (batch, timesteps, features), "
+                f"got {input_shape}."
+            )
+        n_features = input_shape[-1]
+        if n_features is None:
+            raise ValueError(f"{self.name}: the feature dimension must be known to build.")
+        width = self._n_gates * self.units
+        self._n_features = int(n_features)
+        self.kernel = initialize(
+            self.kernel_initializer, (self._n_features, width), self.dtype, self._init_rng
+        )
+        self.recurrent_kernel = initialize(
+            self.recurrent_initializer, (self.units, width), self.dtype, self._init_rng
+        )
+        self.bias = self._initial_bias() if self.use_bias else None
+        self._zero_bias = np.zeros(self._bias_shape(), dtype=self.dtype)
+        self._weights = [self.kernel, self.recurrent_kernel] + (
+            [self.bias] if self.use_bias else []
+        )
+        super().build(input_shape)
+        if self.stateful and input_shape[0] is not None:
+            self._states = self._zero_states(int(input_shape[0]))
+
+    def compute_output_shape(self, input_shape):
+        batch, steps = input_shape[0], input_shape[1]
+        output = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [output] + [(batch, self.units)] * self._n_states
+        return output
+
+    @property
+    def output_shape(self):
+        shape = super().output_shape
+        return shape[0] if self.return_state else shape
+
+    def compute_mask(self, inputs, mask):
+        # Keras 3: the input mask passes on unchanged with return_sequences,
+        # even after go_backwards reversed the outputs.
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * self._n_states
+        return output_mask
+
+    # -- states ------------------------------------------------------------
+    def _zero_states(self, batch_size):
+        return [np.zeros((batch_size, self.units), dtype=self.dtype) for _ in range(self._n_states)]
+
+    @property
+    def states(self):
+        """Copies of the current states of a stateful layer (None otherwise)."""
+        if self._states is None:
+            return None
+        return [s.copy() for s in self._states]
+
+    def reset_states(self, states=None):
+        """Reset a stateful layer's states to zeros, or to ``states``."""
+        if not self.stateful:
+            return
+        if self._states is None:
+            if states is None:
+                return
+            batch = np.shape(as_first(states))[0]
+            self._states = self._zero_states(batch)
+        if states is None:
+            for s in self._states:
+                s[...] = 0.0
+        else:
+            new = self._check_states(states, self._states[0].shape[0], "reset_states")
+            for dst, src in zip(self._states, new):
+                dst[...] = src
+
+    reset_state = reset_states
+
+    def _check_states(self, states, batch_size, what):
+        if len(states) != self._n_states:
+            raise ValueError(
+                f"{self.name}: {what} expects {self._n_states} state array(s) "
+                f"of shape (batch, {self.units}), got {len(states)}."
+            )
+        result = []
+        for i, s in enumerate(states):
+            arr = check_float_input(s, self.dtype, f"{self.name}: {what}[{i}]")
+            if arr.shape != (batch_size, self.units):
+                raise ValueError(
+                    f"{self.name}: {what}[{i}] has shape {arr.shape}, expected "
+                    f"(batch, units) = ({batch_size}, {self.units})."
+                )
+            result.append(arr)
+        return result
+
+    def _entry_states(self, initial_state, batch_size):
+        if initial_state is not None:
+            return self._check_states(initial_state, batch_size, "initial_state")
+        if self.stateful:
+            if self._states is None:
+                self._states = self._zero_states(batch_size)
+            elif self._states[0].shape[0] != batch_size:
+                raise ValueError(
+                    f"{self.name}: this stateful layer holds states for batch size "
+                    f"{self._states[0].shape[0]}, got a batch of {batch_size}. Feed "
+                    "batches of the same size, or rebuild the layer."
+                )
+            return [s.copy() for s in self._states]
+        return self._zero_states(batch_size)
+
+    # -- dropout -----------------------------------------------------------
+    def _dropout_mask(self, rate, shape, training):
+        if not training or rate == 0.0:
+            return None
+        keep = self._dropout_rng.random(shape) >= rate
+        return (keep / (1.0 - rate)).astype(self.dtype)
+
+    # -- forward / backward --------------------------------------------------
+    def _forward(self, x, mask, initial_state, training):
+        x = check_float_input(x, self.dtype, self.name, ndim=3, n_features=self._n_features)
+        n_batch, n_steps, _ = x.shape
+        if n_steps == 0 or n_batch == 0:
+            raise ValueError(f"{self.name}: got an empty input of shape {x.shape}.")
+        mask = check_mask(mask, (n_batch, n_steps), self.name)
+        states = self._entry_states(initial_state, n_batch)
+        input_mask = self._dropout_mask(self.dropout, (n_batch, x.shape[2]), training)
+        rec_mask = self._dropout_mask(self.recurrent_dropout, (n_batch, self.units), training)
+        x_in = x if input_mask is None else np.ascontiguousarray(x * input_mask[:, None, :])
+        kernel_mask = np.ones((n_batch, n_steps), dtype=bool) if mask is None else mask
+        kernel_rec_mask = (
+            np.ones((n_batch, self.units), dtype=self.dtype) if rec_mask is None else rec_mask
+        )
+        out = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
+        bias = self.bias if self.use_bias else self._zero_bias
+        final_states, caches = self._kernel_forward(
+            x_in, bias, kernel_mask, states, kernel_rec_mask, rec_mask is not None, out
+        )
+        if self.stateful:
+            for dst, src in zip(self._states, final_states):
+                dst[...] = src
+        output = out if self.return_sequences else np.ascontiguousarray(out[:, -1])
+        outputs = [output] + (list(final_states) if self.return_state else [])
+        cache = {
+            "x": x_in,
+            "mask": kernel_mask,
+            "rec_mask": kernel_rec_mask,
+            "input_mask": input_mask,
+            "caches": caches,
+            "n_steps": n_steps,
+            "has_initial_state": initial_state is not None,
+        }
+        return outputs, cache
+
+    def _backward(self, cache, cotangents):
+        x = cache["x"]
+        n_batch, n_steps, _ = x.shape
+        if self.return_sequences:
+            d_out = cotangents[0]
+        else:
+            d_out = np.zeros((n_batch, n_steps, self.units), dtype=self.dtype)
+            d_out[:, -1] = cotangents[0]
+        if self.return_state:
+            d_states = cotangents[1:]
+        else:
+            d_states = self._zero_states(n_batch)
+        d_x, d_kernel, d_recurrent, d_bias, d_states0 = self._kernel_backward(
+            cache, d_out, d_states
+        )
+        if cache["input_mask"] is not None:
+            d_x *= cache["input_mask"][:, None, :]
+        weight_grads = [d_kernel, d_recurrent] + ([d_bias] if self.use_bias else [])
+        state_grads = d_states0 if cache["has_initial_state"] else None
+        return weight_grads, d_x, state_grads
+
+    def _activation_codes(self):
+        return self._activation_code, 0
+
+    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+        raise NotImplementedError
+
+    def _kernel_backward(self, cache, d_out, d_states):
+        raise NotImplementedError
+
+    def _step_buffers(self, x, n, rec_dropout):
+        """``n`` (B, T, U) cache buffers plus ``h_used`` (aliasing ``h_prev``
+        when there is no recurrent dropout)."""
+        shape = (x.shape[0], x.shape[1], self.units)
+        buffers = [np.empty(shape, dtype=self.dtype) for _ in range(n)]
+        h_used = np.empty(shape, dtype=self.dtype) if rec_dropout else buffers[0]
+        return buffers, h_used
+
+    def _grad_buffers(self, x, bias_shape):
+        return (
+            np.empty(x.shape, dtype=self.dtype),
+            np.empty(self.kernel.shape, dtype=self.dtype),
+            np.empty(self.recurrent_kernel.shape, dtype=self.dtype),
+            np.empty(bias_shape, dtype=self.dtype),
+            [np.empty((x.shape[0], self.units), dtype=self.dtype) for _ in range(self._n_states)],
+        )
+
+
+def as_first(states):
+    return states[0] if isinstance(states, (list, tuple)) else states
+
+
+class SimpleRNN(RNN):
+    """Fully-connected RNN: ``h_t = activation(x_t W + h_{t-1} R + b)``.
+
+    Weights (Keras layout): ``kernel (features, units)``, ``recurrent_kernel
+    (units, units)``, ``bias (units,)``. See :class:`RNN` for the arguments.
+    """
+
+    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+        n_batch, n_steps, _ = x.shape
+        gates = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
+        (h_prev,), h_used = self._step_buffers(x, 1, rec_dropout)
+        h_final = np.empty((n_batch, self.units), dtype=self.dtype)
+        simple_rnn_kernels.simple_rnn_forward(
+            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], rec_mask,
+            self._activation_code, self.go_backwards, self.zero_output_for_mask,
+            out, gates, h_prev, h_used, h_final,
+        )  # fmt: skip
+        return [h_final], (gates, h_used)
+
+    def _kernel_backward(self, cache, d_out, d_states):
+        x = cache["x"]
+        gates, h_used = cache["caches"]
+        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(x, self._bias_shape())
+        d_pre = np.empty_like(gates)
+        simple_rnn_kernels.simple_rnn_backward(
+            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            self._activation_code, self.go_backwards, self.zero_output_for_mask,
+            gates, h_used, d_out, d_states[0],
+            d_pre, d_x, d_kernel, d_rec, d_bias, d_h0,
+        )  # fmt: skip
+        return d_x, d_kernel, d_rec, d_bias, [d_h0]
+
+
+class LSTM(RNN):
+    """Long short-term memory layer (Keras gate order i, f, c, o).
+
+    Weights (Keras layout): ``kernel (features, 4*units)``, ``recurrent_kernel
+    (units, 4*units)``, ``bias (4*units,)``. States ``[h, c]``.
+
+    Parameters
+    ----------
+    units : int
+    activation : str, default="tanh"
+    recurrent_activation : str, default="sigmoid"
+    unit_forget_bias : bool, default=True
+        Initialise the forget-gate bias to ones (the rest by ``bias_initializer``).
+    **kwargs
+        The other arguments of :class:`RNN`.
+    """
+
+    _n_gates = 4
+    _n_states = 2
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 unit_forget_bias=True, **kwargs):  # fmt: skip
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = recurrent_activation
+        self._recurrent_code = recurrent_activation_code(
+            recurrent_activation, "recurrent_activation"
+        )
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _initial_bias(self):
+        bias = super()._initial_bias()
+        if self.unit_forget_bias:
+            bias[self.units : 2 * self.units] = 1.0
+        return bias
+
+    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+        n_batch, n_steps, _ = x.shape
+        gates = np.empty((n_batch, n_steps, 4 * self.units), dtype=self.dtype)
+        (h_prev, c_prev, c_act), h_used = self._step_buffers(x, 3, rec_dropout)
+        h_final, c_final = self._zero_states(n_batch)
+        lstm_kernels.lstm_forward(
+            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], states[1], rec_mask,
+            self._activation_code, self._recurrent_code, self.go_backwards,
+            self.zero_output_for_mask,
+            out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final,
+        )  # fmt: skip
+        return [h_final, c_final], (gates, h_used, c_prev, c_act)
+
+    def _kernel_backward(self, cache, d_out, d_states):
+        x = cache["x"]
+        gates, h_used, c_prev, c_act = cache["caches"]
+        d_x, d_kernel, d_rec, d_bias, (d_h0, d_c0) = self._grad_buffers(x, self._bias_shape())
+        d_gates = np.empty_like(gates)
+        lstm_kernels.lstm_backward(
+            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            self._activation_code, self._recurrent_code, self.go_backwards,
+            self.zero_output_for_mask,
+            gates, h_used, c_prev, c_act, d_out, d_states[0], d_states[1],
+            d_gates, d_x, d_kernel, d_rec, d_bias, d_h0, d_c0,
+        )  # fmt: skip
+        return d_x, d_kernel, d_rec, d_bias, [d_h0, d_c0]
+
+
+class GRU(RNN):
+    """Gated recurrent unit layer (Keras gate order z, r, h).
+
+    Weights (Keras layout): ``kernel (features, 3*units)``, ``recurrent_kernel
+    (units, 3*units)``, ``bias (2, 3*units)`` (input and recurrent biases)
+    when ``reset_after=True`` (the default), ``(3*units,)`` otherwise.
+
+    Parameters
+    ----------
+    units : int
+    activation : str, default="tanh"
+    recurrent_activation : str, default="sigmoid"
+    reset_after : bool, default=True
+        Apply the reset gate after the recurrent product (cuDNN convention).
+    **kwargs
+        The other arguments of :class:`RNN`.
+    """
+
+    _n_gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 reset_after=True, **kwargs):  # fmt: skip
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = recurrent_activation
+        self._recurrent_code = recurrent_activation_code(
+            recurrent_activation, "recurrent_activation"
+        )
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        width = 3 * self.units
+        return (2, width) if self.reset_after else (width,)
+
+    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+        n_batch, n_steps, _ = x.shape
+        gates = np.empty((n_batch, n_steps, 3 * self.units), dtype=self.dtype)
+        (h_prev, extra), h_used = self._step_buffers(x, 2, rec_dropout)
+        h_final = np.empty((n_batch, self.units), dtype=self.dtype)
+        forward = (
+            gru_kernels.gru_forward if self.reset_after else gru_kernels.gru_forward_reset_before
+        )
+        forward(
+            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], rec_mask,
+            self._activation_code, self._recurrent_code, self.go_backwards,
+            self.zero_output_for_mask,
+            out, gates, h_prev, h_used, extra, h_final,
+        )  # fmt: skip
+        return [h_final], (gates, h_prev, h_used, extra)
+
+    def _kernel_backward(self, cache, d_out, d_states):
+        x = cache["x"]
+        gates, h_prev, h_used, extra = cache["caches"]
+        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(x, self._bias_shape())
+        d_gates = np.empty_like(gates)
+        common = (
+            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            self._activation_code, self._recurrent_code, self.go_backwards,
+            self.zero_output_for_mask, gates, h_prev, h_used, extra, d_out, d_states[0],
+        )  # fmt: skip
+        if self.reset_after:
+            gru_kernels.gru_backward(
+                *common, d_gates, np.empty_like(gates), d_x, d_kernel, d_rec, d_bias, d_h0
+            )
+        else:
+            gru_kernels.gru_backward_reset_before(
+                *common, d_gates, d_x, d_kernel, d_rec, d_bias, d_h0
+            )
+        return d_x, d_kernel, d_rec, d_bias, [d_h0]

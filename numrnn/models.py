@@ -1,0 +1,189 @@
+"""``Sequential``: a stack of layers with mask propagation and a vjp."""
+
+import numpy as np
+
+from numrnn.layers.base import Layer, as_list, check_cotangents, unwrap
+from numrnn.layers.core import Input
+
+
+class Sequential:
+    """A linear stack of numrnn layers, like ``keras.Sequential``.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        The layers, optionally preceded by an :class:`~numrnn.layers.Input`
+        giving the input shape.
+    name : str, default="sequential"
+
+    Notes
+    -----
+    ``mask`` and ``initial_state`` go to the first layer. Masks propagate as in
+    Keras 3.15: ``Embedding(mask_zero=True)`` and ``Masking`` create one,
+    recurrent layers pass it on only with ``return_sequences`` (unreversed
+    even after ``go_backwards``), Dense/Dropout/TimeDistributed pass it on.
+    """
+
+    def __init__(self, layers=None, name="sequential"):
+        self.name = name
+        self.layers = []
+        self._input_shape = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        """Append a layer (or an ``Input`` as the first element)."""
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("An Input can only be the first element of a Sequential.")
+            self._input_shape = layer.batch_shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential expects numrnn layers, got {type(layer).__name__}.")
+        self.layers.append(layer)
+        if self._input_shape is not None:
+            self.build(self._input_shape)
+
+    # -- building ------------------------------------------------------------
+    @property
+    def built(self):
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    def build(self, input_shape):
+        """Build every layer for inputs of ``input_shape`` (batch may be None)."""
+        shape = tuple(input_shape)
+        self._input_shape = shape
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            out = layer.compute_output_shape(shape)
+            if isinstance(out, list):
+                raise ValueError(
+                    f"Layer {layer.name!r} has several outputs; a Sequential needs "
+                    "single-output layers (return_state=False, merge_mode not None)."
+                )
+            shape = (shape[0],) + tuple(out[1:])
+        return self
+
+    @property
+    def input_shape(self):
+        return self._input_shape
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].output_shape if self.layers else None
+
+    # -- weights -------------------------------------------------------------
+    @property
+    def weights(self):
+        """The live weight arrays of all layers, in ``get_weights()`` order."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    trainable_weights = weights
+
+    def get_weights(self):
+        """Copies of every layer's weights, layer after layer, in Keras order."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set all weights from a list in ``get_weights()`` order."""
+        self._require_built()
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model expects {expected} weight arrays, got {len(weights)}.")
+        start = 0
+        for layer in self.layers:
+            n = len(layer.weights)
+            layer.set_weights(weights[start : start + n])
+            start += n
+
+    def count_params(self):
+        """Total number of scalar weights."""
+        self._require_built()
+        return sum(layer.count_params() for layer in self.layers)
+
+    def reset_states(self):
+        """Reset the states of every stateful layer."""
+        for layer in self.layers:
+            layer.reset_states()
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError(
+                "The model is not built: call build(input_shape), start it with an "
+                "Input(shape=...), or call it on data first."
+            )
+
+    # -- calls ---------------------------------------------------------------
+    def _forward(self, x, mask, initial_state, training):
+        if not self.layers:
+            raise ValueError("The Sequential model has no layers.")
+        if not self.built:
+            self.build(np.shape(x))
+        caches = []
+        state = as_list(initial_state)
+        for layer in self.layers:
+            outputs, cache = layer._forward(x, mask, state, bool(training))
+            mask = layer.compute_mask(x, mask)
+            x = outputs[0]
+            state = None
+            caches.append(cache)
+        return x, caches
+
+    def __call__(self, x, mask=None, initial_state=None, training=False):
+        return self._forward(x, mask, initial_state, training)[0]
+
+    def predict(self, x, batch_size=32, mask=None):
+        """Outputs for ``x`` in batches of ``batch_size`` (inference mode)."""
+        x = np.asarray(x)
+        if batch_size is None or batch_size >= len(x):
+            return self(x, mask=mask)
+        parts = []
+        for start in range(0, len(x), batch_size):
+            stop = start + batch_size
+            part_mask = None if mask is None else np.asarray(mask)[start:stop]
+            parts.append(self(x[start:stop], mask=part_mask))
+        return np.concatenate(parts, axis=0)
+
+    def value_and_vjp(self, x, cotangent_fn, mask=None, initial_state=None, training=False):
+        """Forward pass and its vjp in one go (dropout masks drawn once).
+
+        ``cotangent_fn(output)`` returns the cotangent of the output (an
+        array, or a list holding one array). Returns ``(output, (weight_grads,
+        input_grad, initial_state_grads))``.
+        """
+        output, caches = self._forward(x, mask, initial_state, training)
+        (cotangent,) = check_cotangents(cotangent_fn(output), [output], self.name)
+        weight_grads = []
+        grad = cotangent
+        state_grads = None
+        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+            grads, grad, state_grads = layer._backward(cache, [grad])
+            weight_grads[:0] = grads
+        return output, (weight_grads, grad, state_grads)
+
+    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):
+        """Vector-Jacobian product; same contract as :meth:`Layer.vjp`."""
+        return self.value_and_vjp(x, lambda _: cotangents, mask, initial_state, training)[1]
+
+    # -- display -------------------------------------------------------------
+    def summary(self, print_fn=None):
+        """Print a Keras-style table of layers, output shapes and parameter counts."""
+        self._require_built()
+        rows = [
+            (f"{layer.name} ({type(layer).__name__})", str(layer.output_shape),
+             f"{layer.count_params():,}")
+            for layer in self.layers
+        ]  # fmt: skip
+        headers = ("Layer (type)", "Output Shape", "Param #")
+        widths = [max(len(r[i]) for r in rows + [headers]) + 2 for i in range(3)]
+        line = "".join(h.ljust(w) for h, w in zip(headers, widths))
+        rule = "-" * len(line)
+        text = [f'Model: "{self.name}"', rule, line, rule]
+        text += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+        text += [rule, f"Total params: {self.count_params():,}", rule]
+        (print_fn or print)("\n".join(text))
+
+
+__all__ = ["Sequential", "unwrap"]
