@@ -27,9 +27,7 @@ def set_floatx(value):
     global _FLOATX
     name = np.dtype(value).name if not isinstance(value, str) else value
     if name not in _VALID_FLOATX:
-        raise ValueError(
-            f"Unknown floatx {value!r}: expected one of {', '.join(_VALID_FLOATX)}."
-        )
+        raise ValueError(f"Unknown floatx {value!r}: expected one of {', '.join(_VALID_FLOATX)}.")
     _FLOATX = name
 
 

@@ -314,7 +314,7 @@ def test_bidirectional_vjp(nl, name, merge_mode, return_sequences):
     inner = getattr(nl, kind)(
         BU, return_sequences=return_sequences, return_state=True, dtype=DTYPE, **extra
     )
-    bi = nl.Bidirectional(inner, merge_mode=merge_mode, dtype=DTYPE)
+    bi = nl.Bidirectional(inner, merge_mode=merge_mode)
     bi.build((None, T, F))
     weights = ref.random_recurrent_weights(rng, kind, F, BU) + ref.random_recurrent_weights(
         rng, kind, F, BU
@@ -329,7 +329,7 @@ def test_bidirectional_vjp_initial_state(nl, name):
     kind, extra = CELLS[name]
     rng = np.random.default_rng(6)
     inner = getattr(nl, kind)(BU, return_sequences=True, return_state=True, dtype=DTYPE, **extra)
-    bi = nl.Bidirectional(inner, merge_mode="concat", dtype=DTYPE)
+    bi = nl.Bidirectional(inner, merge_mode="concat")
     bi.build((None, T, F))
     ra = extra.get("reset_after", True)
     weights = ref.random_recurrent_weights(
@@ -372,7 +372,7 @@ def test_dense_vjp_3d_input(nl):
 @pytest.mark.parametrize("act", ["softmax", "relu"])
 def test_time_distributed_dense_vjp(nl, act):
     rng = np.random.default_rng(9)
-    layer = nl.TimeDistributed(nl.Dense(2, activation=act, dtype=DTYPE), dtype=DTYPE)
+    layer = nl.TimeDistributed(nl.Dense(2, activation=act, dtype=DTYPE))
     layer.build((None, T, F))
     weights = [rng.normal(size=(F, 2)), rng.normal(size=(2,))]
     layer.set_weights(weights)
@@ -491,7 +491,7 @@ def test_sequential_explicit_mask_vjp(nl):
     model = Sequential(
         [
             nl.LSTM(2, return_sequences=True, dtype=DTYPE),
-            nl.TimeDistributed(nl.Dense(2, activation="tanh", dtype=DTYPE), dtype=DTYPE),
+            nl.TimeDistributed(nl.Dense(2, activation="tanh", dtype=DTYPE)),
         ]
     )
     model.build((None, T, F))

@@ -467,7 +467,7 @@ def _bidi_layer(nl, name, merge_mode, dtype, layer_kwargs, backward=None):
     kind, extra = CELLS[name]
     inner = getattr(nl, kind)(U, dtype=dtype, **extra, **layer_kwargs)
     kw = {} if backward is None else {"backward_layer": backward}
-    bi = nl.Bidirectional(inner, merge_mode=merge_mode, dtype=dtype, **kw)
+    bi = nl.Bidirectional(inner, merge_mode=merge_mode, **kw)
     bi.build((None, T, F))
     return bi
 
@@ -562,6 +562,19 @@ def test_bidirectional_forces_zero_output_for_mask(nl):
     _assert_outputs_close(bi(x, mask=MIXED_MASK), expected, dtype, "forced True")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wrappers_take_dtype(nl, dtype):
+    """DESIGN.md section 2: every layer takes ``dtype=`` (Keras wrappers do too)."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(B, T, F)).astype(dtype)
+    bi = nl.Bidirectional(nl.GRU(U, dtype=dtype), dtype=dtype)
+    bi.build((None, T, F))
+    assert bi(x).dtype == np.dtype(dtype)
+    td = nl.TimeDistributed(nl.Dense(U, dtype=dtype), dtype=dtype)
+    td.build((None, T, F))
+    assert td(x).dtype == np.dtype(dtype)
+
+
 DENSE_ACTIVATIONS = [None, "linear", "tanh", "sigmoid", "hard_sigmoid", "relu", "softmax"]
 
 
@@ -591,7 +604,7 @@ def test_time_distributed_dense_matches_reference(nl, act, dtype):
     x = rng.normal(size=(B, T, F)).astype(dtype)
     kernel = rng.normal(size=(F, U)).astype(dtype)
     bias = rng.normal(size=(U,)).astype(dtype)
-    layer = nl.TimeDistributed(nl.Dense(U, activation=act, dtype=dtype), dtype=dtype)
+    layer = nl.TimeDistributed(nl.Dense(U, activation=act, dtype=dtype))
     layer.build((None, T, F))
     layer.set_weights([kernel, bias])
     expected = [ref.time_distributed_dense(x, kernel, bias, act)]
@@ -672,9 +685,7 @@ def test_sequential_masking_bidirectional_gru(nl, dtype):
     model = Sequential(
         [
             nl.Masking(0.0, dtype=dtype),
-            nl.Bidirectional(
-                nl.SimpleRNN(2, return_sequences=True, dtype=dtype), merge_mode="sum", dtype=dtype
-            ),
+            nl.Bidirectional(nl.SimpleRNN(2, return_sequences=True, dtype=dtype), merge_mode="sum"),
             nl.GRU(U, reset_after=False, dtype=dtype),
             nl.Dense(1, dtype=dtype),
         ]

@@ -257,8 +257,7 @@ def check_float_input(x, dtype, name, ndim=None, n_features=None):
         )
     if n_features is not None and arr.shape[-1] != n_features:
         raise ValueError(
-            f"{name}: input has {arr.shape[-1]} features, but the layer was built "
-            f"for {n_features}."
+            f"{name}: input has {arr.shape[-1]} features, but the layer was built for {n_features}."
         )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if config.input_validation() and not np.isfinite(arr).all():

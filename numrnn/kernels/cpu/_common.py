@@ -27,6 +27,41 @@ activate = njit(inline="always", **JIT)(_math.activate)
 activation_grad = njit(inline="always", **JIT)(_math.activation_grad)
 
 
+# Explicit loops instead of slice assignment: numba takes seconds to compile
+# each array-to-array slice assignment, and these are the hot copies anyway.
+
+
+@njit(**JIT)
+def copy_into(dst, src):
+    """``dst[:] = src`` for 1-D or 2-D arrays of the same shape."""
+    if dst.ndim == 1:
+        for i in range(dst.shape[0]):
+            dst[i] = src[i]
+    else:
+        for i in range(dst.shape[0]):
+            for j in range(dst.shape[1]):
+                dst[i, j] = src[i, j]
+
+
+@njit(**JIT)
+def add_into(dst, src):
+    """``dst += src`` for 1-D or 2-D arrays of the same shape."""
+    if dst.ndim == 1:
+        for i in range(dst.shape[0]):
+            dst[i] += src[i]
+    else:
+        for i in range(dst.shape[0]):
+            for j in range(dst.shape[1]):
+                dst[i, j] += src[i, j]
+
+
+@njit(**JIT)
+def fill(dst, value):
+    """``dst[:] = value`` for a 1-D array."""
+    for i in range(dst.shape[0]):
+        dst[i] = value
+
+
 @njit(**JIT)
 def step_index(s, n_steps, go_backwards):
     """Input-time index of processing step ``s``."""
@@ -61,11 +96,11 @@ def emit_output(out, s, b, h_new, keep, zero_output_for_mask):
     """Write the output of processing step ``s`` for sample ``b``."""
     row = out[b, s]
     if keep:
-        row[:] = h_new
+        copy_into(row, h_new)
     elif zero_output_for_mask or s == 0:
-        row[:] = 0.0
+        fill(row, 0.0)
     else:
-        row[:] = out[b, s - 1]
+        copy_into(row, out[b, s - 1])
 
 
 @njit(**JIT)
@@ -109,7 +144,7 @@ def matmul_tn(a, b, out):
 @njit(**JIT)
 def column_sums(d_pre, out):
     """``out = d_pre.sum(axis=(0, 1))`` without a temporary."""
-    out[:] = 0.0
+    fill(out, 0.0)
     for b in range(d_pre.shape[0]):
         for t in range(d_pre.shape[1]):
             row = d_pre[b, t]
@@ -123,3 +158,28 @@ def add_product(acc, a, b):
     for i in range(acc.shape[0]):
         for j in range(acc.shape[1]):
             acc[i, j] += a[i, j] * b[i, j]
+
+
+@njit(**JIT)
+def column_block(a, start, stop):
+    """Contiguous copy of columns ``start:stop`` of the last axis (2-D or 3-D)."""
+    width = stop - start
+    flat = a.reshape((-1, a.shape[-1]))
+    out = np.empty((flat.shape[0], width), dtype=a.dtype)
+    for i in range(flat.shape[0]):
+        for j in range(width):
+            out[i, j] = flat[i, start + j]
+    if a.ndim == 3:
+        return out.reshape((a.shape[0], a.shape[1], width))
+    return out.reshape((a.shape[0], width))
+
+
+@njit(**JIT)
+def join_columns(left, right, out):
+    """``out = concatenate([left, right], axis=1)`` for 2-D arrays."""
+    n_left = left.shape[1]
+    for i in range(out.shape[0]):
+        for j in range(n_left):
+            out[i, j] = left[i, j]
+        for j in range(right.shape[1]):
+            out[i, n_left + j] = right[i, j]

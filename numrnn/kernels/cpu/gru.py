@@ -13,11 +13,16 @@ from numrnn.kernels.cpu._common import (
     JIT,
     activate,
     activation_grad,
+    add_into,
     add_product,
+    column_block,
     column_sums,
+    copy_into,
     emit_output,
+    fill,
     input_and_kernel_grads,
     input_projection,
+    join_columns,
     matmul_tn,
     output_cotangent,
     save_step_states,
@@ -67,7 +72,7 @@ def gru_forward(
     n_units = h0.shape[1]
     input_projection(x, kernel, gates)
     h = h_final
-    h[:] = h0
+    copy_into(h, h0)
     h_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rec = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
@@ -80,13 +85,13 @@ def gru_forward(
         for b in range(n_batch):
             keep = mask[b, t]
             rec_row = rec[b]
-            rec_row += bias_rec
+            add_into(rec_row, bias_rec)
             _cell_forward_ra(
                 gates[b, t], rec_row, bias_in, h[b], activation, recurrent_activation,
                 rec_h[b, t], h_new,
             )  # fmt: skip
             if keep:
-                h[b] = h_new
+                copy_into(h[b], h_new)
             emit_output(out, s, b, h_new, keep, zero_output_for_mask)
 
 
@@ -127,7 +132,7 @@ def gru_backward(
     n_batch, n_steps, _ = x.shape
     n_units = d_h0.shape[1]
     dh = d_h0
-    dh[:] = d_h_final
+    copy_into(dh, d_h_final)
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
@@ -138,15 +143,15 @@ def gru_backward(
             keep = mask[b, t]
             output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
             if keep:
-                dh_total += dh[b]
+                add_into(dh_total, dh[b])
                 _cell_backward_ra(
                     dh_total, gates[b, t], h_prev[b, t], rec_h[b, t],
                     activation, recurrent_activation, d_gates[b, t], d_step[b], dh[b],
                 )  # fmt: skip
             else:
-                d_gates[b, t] = 0.0
-                d_step[b] = 0.0
-            d_rec[b, t] = d_step[b]
+                fill(d_gates[b, t], 0.0)
+                fill(d_step[b], 0.0)
+            copy_into(d_rec[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
         add_product(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
@@ -194,10 +199,10 @@ def gru_forward_reset_before(
     n_batch, n_steps, _ = x.shape
     n_units = h0.shape[1]
     input_projection(x, kernel, gates)
-    kernel_zr = np.ascontiguousarray(recurrent_kernel[:, : 2 * n_units])
-    kernel_h = np.ascontiguousarray(recurrent_kernel[:, 2 * n_units :])
+    kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
+    kernel_h = column_block(recurrent_kernel, 2 * n_units, 3 * n_units)
     h = h_final
-    h[:] = h0
+    copy_into(h, h0)
     h_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rh_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rec_zr = np.empty((n_batch, 2 * n_units), dtype=x.dtype)
@@ -211,13 +216,13 @@ def gru_forward_reset_before(
             _gates_zr_forward(
                 gates[b, t], rec_zr[b], bias, h_step[b], recurrent_activation, rh_step[b]
             )
-            r_h[b, t] = rh_step[b]
+            copy_into(r_h[b, t], rh_step[b])
         np.dot(rh_step, kernel_h, rec_h)
         for b in range(n_batch):
             keep = mask[b, t]
             _candidate_forward(gates[b, t], rec_h[b], bias, h[b], activation, h_new)
             if keep:
-                h[b] = h_new
+                copy_into(h[b], h_new)
             emit_output(out, s, b, h_new, keep, zero_output_for_mask)
 
 
@@ -258,10 +263,10 @@ def gru_backward_reset_before(
     """
     n_batch, n_steps, _ = x.shape
     n_units = d_h0.shape[1]
-    kernel_zr = np.ascontiguousarray(recurrent_kernel[:, : 2 * n_units])
-    kernel_h = np.ascontiguousarray(recurrent_kernel[:, 2 * n_units :])
+    kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
+    kernel_h = column_block(recurrent_kernel, 2 * n_units, 3 * n_units)
     dh = d_h0
-    dh[:] = d_h_final
+    copy_into(dh, d_h_final)
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_cand = np.zeros((n_batch, n_units), dtype=x.dtype)
@@ -275,15 +280,15 @@ def gru_backward_reset_before(
             keep = mask[b, t]
             output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
             if keep:
-                dh_total += dh[b]
+                add_into(dh_total, dh[b])
                 _candidate_backward(
                     dh_total, gates[b, t], h_prev[b, t], activation, recurrent_activation,
                     d_gates[b, t], dh[b],
                 )  # fmt: skip
-                d_cand[b] = d_gates[b, t, 2 * n_units :]
+                copy_into(d_cand[b], d_gates[b, t, 2 * n_units :])
             else:
-                d_gates[b, t] = 0.0
-                d_cand[b] = 0.0
+                fill(d_gates[b, t], 0.0)
+                fill(d_cand[b], 0.0)
         np.dot(d_cand, kernel_h.T, d_rh)
         for b in range(n_batch):
             if mask[b, t]:
@@ -292,18 +297,17 @@ def gru_backward_reset_before(
                     d_gates[b, t], d_zr[b], d_hu_from_r[b],
                 )  # fmt: skip
             else:
-                d_zr[b] = 0.0
-                d_hu_from_r[b] = 0.0
+                fill(d_zr[b], 0.0)
+                fill(d_hu_from_r[b], 0.0)
         np.dot(d_zr, kernel_zr.T, d_hu)
-        d_hu += d_hu_from_r
+        add_into(d_hu, d_hu_from_r)
         add_product(dh, d_hu, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
-    n_rows = n_batch * n_steps
-    d_flat = d_gates.reshape((n_rows, 3 * n_units))
-    d_recurrent_kernel[:, : 2 * n_units] = np.dot(
-        h_used.reshape((n_rows, n_units)).T, np.ascontiguousarray(d_flat[:, : 2 * n_units])
-    )
-    d_recurrent_kernel[:, 2 * n_units :] = np.dot(
-        r_h.reshape((n_rows, n_units)).T, np.ascontiguousarray(d_flat[:, 2 * n_units :])
-    )
+    d_zr_all = column_block(d_gates, 0, 2 * n_units)
+    d_h_all = column_block(d_gates, 2 * n_units, 3 * n_units)
+    d_rec_zr = np.empty((n_units, 2 * n_units), dtype=x.dtype)
+    d_rec_h = np.empty((n_units, n_units), dtype=x.dtype)
+    matmul_tn(h_used, d_zr_all, d_rec_zr)
+    matmul_tn(r_h, d_h_all, d_rec_h)
+    join_columns(d_rec_zr, d_rec_h, d_recurrent_kernel)
     column_sums(d_gates, d_bias)

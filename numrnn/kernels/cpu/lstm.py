@@ -10,9 +10,12 @@ from numrnn.kernels.cpu._common import (
     JIT,
     activate,
     activation_grad,
+    add_into,
     add_product,
     column_sums,
+    copy_into,
     emit_output,
+    fill,
     input_and_kernel_grads,
     input_projection,
     matmul_tn,
@@ -68,8 +71,8 @@ def lstm_forward(
     input_projection(x, kernel, gates)
     h = h_final
     c = c_final
-    h[:] = h0
-    c[:] = c0
+    copy_into(h, h0)
+    copy_into(c, c0)
     h_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rec = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
@@ -77,7 +80,8 @@ def lstm_forward(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         save_step_states(t, h, rec_mask, h_prev, h_used, h_step)
-        c_prev[:, t, :] = c
+        for b in range(n_batch):
+            copy_into(c_prev[b, t], c[b])
         np.dot(h_step, recurrent_kernel, rec)
         for b in range(n_batch):
             keep = mask[b, t]
@@ -86,8 +90,8 @@ def lstm_forward(
                 c_new, c_act[b, t], h_new,
             )  # fmt: skip
             if keep:
-                h[b] = h_new
-                c[b] = c_new
+                copy_into(h[b], h_new)
+                copy_into(c[b], c_new)
             emit_output(out, s, b, h_new, keep, zero_output_for_mask)
 
 
@@ -128,8 +132,8 @@ def lstm_backward(
     n_units = d_h0.shape[1]
     dh = d_h0
     dc = d_c0
-    dh[:] = d_h_final
-    dc[:] = d_c_final
+    copy_into(dh, d_h_final)
+    copy_into(dc, d_c_final)
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
@@ -140,15 +144,15 @@ def lstm_backward(
             keep = mask[b, t]
             output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
             if keep:
-                dh_total += dh[b]
+                add_into(dh_total, dh[b])
                 _cell_backward(
                     dh_total, dc[b], gates[b, t], c_prev[b, t], c_act[b, t],
                     activation, recurrent_activation, d_step[b],
                 )  # fmt: skip
-                dh[b] = 0.0
+                fill(dh[b], 0.0)
             else:
-                d_step[b] = 0.0
-            d_gates[b, t] = d_step[b]
+                fill(d_step[b], 0.0)
+            copy_into(d_gates[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
         add_product(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)

@@ -11,9 +11,12 @@ from numrnn.kernels.cpu._common import (
     JIT,
     activate,
     activation_grad,
+    add_into,
     add_product,
     column_sums,
+    copy_into,
     emit_output,
+    fill,
     input_and_kernel_grads,
     input_projection,
     matmul_tn,
@@ -47,7 +50,7 @@ def simple_rnn_forward(
     n_units = h0.shape[1]
     input_projection(x, kernel, states)
     h = h_final
-    h[:] = h0
+    copy_into(h, h0)
     h_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rec = np.empty((n_batch, n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
@@ -59,7 +62,7 @@ def simple_rnn_forward(
             keep = mask[b, t]
             _cell_forward(states[b, t], rec[b], bias, activation, h_new)
             if keep:
-                h[b] = h_new
+                copy_into(h[b], h_new)
             emit_output(out, s, b, h_new, keep, zero_output_for_mask)
 
 
@@ -81,7 +84,7 @@ def simple_rnn_backward(
     n_batch, n_steps, _ = x.shape
     n_units = d_h0.shape[1]
     dh = d_h0
-    dh[:] = d_h_final
+    copy_into(dh, d_h_final)
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, n_units), dtype=x.dtype)
@@ -92,12 +95,12 @@ def simple_rnn_backward(
             keep = mask[b, t]
             output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
             if keep:
-                dh_total += dh[b]
+                add_into(dh_total, dh[b])
                 _cell_backward(dh_total, states[b, t], activation, d_step[b])
-                dh[b] = 0.0
+                fill(dh[b], 0.0)
             else:
-                d_step[b] = 0.0
-            d_pre[b, t] = d_step[b]
+                fill(d_step[b], 0.0)
+            copy_into(d_pre[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
         add_product(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_pre, d_x, d_kernel)
