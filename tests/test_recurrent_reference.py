@@ -7,7 +7,9 @@ The second part builds numrnn layers, loads random Keras-layout weights with
 float32 (rtol = atol = 1e-5) and float64 (1e-10).
 """
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,6 +278,100 @@ def test_reference_bidirectional_merges():
     b2, _ = ref.gru(x, *wb, mask=MIXED_MASK, go_backwards=True)
     np.testing.assert_array_equal(last[0], f2[:, -1])
     np.testing.assert_array_equal(last[1], b2[:, -1])
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+
+
+def _reference_from_fixture(data):
+    """Reference outputs for a single-layer Keras fixture, or None if not covered."""
+    cfg = json.loads(str(data["config"]))
+    if cfg.get("model") != "layer" or cfg.get("call", {}).get("training"):
+        return None, cfg
+    layer = cfg["layers"][0]
+    cls, kw = layer["class"], dict(layer["kwargs"])
+    x = data["x"]
+    mask = data["mask"] if "mask" in data.files else None
+    n_init = cfg["call"].get("n_initial_states") or 0
+    init = [data[f"initial_state_{i}"] for i in range(n_init)] or None
+    w = [data[f"weight_{i}"] for i in range(len(cfg["weight_shapes"]))]
+
+    def rnn_kwargs(kwargs):
+        kwargs = dict(kwargs)
+        for k in ("units", "return_sequences", "return_state", "use_bias", "unit_forget_bias"):
+            kwargs.pop(k, None)
+        if {"dropout", "recurrent_dropout", "stateful"} & set(kwargs):
+            raise KeyError("not covered")
+        return kwargs
+
+    if cls in ("SimpleRNN", "LSTM", "GRU"):
+        rs, rst = kw.get("return_sequences", False), kw.get("return_state", False)
+        out = ref.recurrent_layer(
+            cls, x, w, rs, rst, mask=mask, initial_state=init, **rnn_kwargs(kw)
+        )
+    elif cls == "Bidirectional":
+        inner, back = layer["layer"], layer.get("backward_layer")
+        bkw = None if back is None else rnn_kwargs(back["kwargs"])
+        if bkw is not None:
+            bkw.pop("go_backwards", None)
+        half = len(w) // 2
+        out = ref.bidirectional(
+            inner["class"],
+            x,
+            w[:half],
+            w[half:],
+            kw.get("merge_mode", "concat"),
+            inner["kwargs"].get("return_sequences", False),
+            inner["kwargs"].get("return_state", False),
+            mask=mask,
+            initial_state=init,
+            forward_kwargs=rnn_kwargs(inner["kwargs"]),
+            backward_kwargs=bkw,
+            backward_rnn=None if back is None else back["class"],
+        )
+    elif cls == "Dense":
+        out = [ref.dense(x, w[0], w[1] if len(w) > 1 else None, kw.get("activation"))]
+    elif cls == "TimeDistributed" and layer["layer"]["class"] == "Dense":
+        inner_kw = layer["layer"]["kwargs"]
+        bias = w[1] if len(w) > 1 else None
+        out = [ref.time_distributed_dense(x, w[0], bias, inner_kw.get("activation"))]
+    elif cls == "Embedding":
+        out = [ref.embedding(x, w[0])[0]]
+    elif cls == "Masking":
+        out = [ref.masking(x, kw.get("mask_value", 0.0))[0]]
+    else:
+        return None, cfg
+    return out, cfg
+
+
+def test_reference_agrees_with_keras_fixtures():
+    """The reference reproduces the Keras 3 outputs stored in tests/fixtures/keras.
+
+    This anchors the reference to Keras itself: every single-layer float64
+    fixture it can interpret must match to 1e-9.
+    """
+    files = sorted(FIXTURES.glob("*__float64.npz"))
+    if not files:
+        pytest.skip("no Keras fixtures in tests/fixtures/keras")
+    checked, mismatches = 0, []
+    for path in files:
+        with np.load(path, allow_pickle=False) as data:
+            try:
+                expected, cfg = _reference_from_fixture(data)
+            except KeyError:  # a fixture layout or option the reference does not cover
+                continue
+            if expected is None:
+                continue
+            outputs = [data[f"output_{i}"] for i in range(cfg["n_outputs"])]
+        checked += 1
+        if len(outputs) != len(expected):
+            mismatches.append(f"{path.name}: {len(expected)} outputs, Keras has {len(outputs)}")
+            continue
+        for i, (e, k) in enumerate(zip(expected, outputs, strict=True)):
+            if e.shape != k.shape or not np.allclose(e, k, rtol=1e-9, atol=1e-9):
+                mismatches.append(f"{path.name}: output {i} differs")
+    assert checked > 0, "no fixture could be interpreted"
+    assert not mismatches, "\n".join(mismatches)
 
 
 # ==========================================================================

@@ -68,10 +68,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-import keras  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "keras"
 DTYPES = ("float32", "float64")
@@ -81,12 +80,8 @@ B, T, F, U = 3, 5, 4, 3
 # Masks (True = keep). MASK_A: leading steps masked / a masked step in the
 # middle / a fully masked row. MASK_B: trailing steps masked / middle and
 # trailing / nothing masked.
-MASK_A = np.array(
-    [[0, 0, 1, 1, 1], [1, 1, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool
-)
-MASK_B = np.array(
-    [[1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=bool
-)
+MASK_A = np.array([[0, 0, 1, 1, 1], [1, 1, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool)
+MASK_B = np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=bool)
 MASKS = {"A": MASK_A, "B": MASK_B}
 
 ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
@@ -114,8 +109,17 @@ def td(layer):
     return {"class": "TimeDistributed", "kwargs": {}, "layer": layer}
 
 
-def case(name, model, layers, input_shape, input_kind="float", mask=None,
-         n_initial_states=0, zero_steps=None, **extra):
+def case(
+    name,
+    model,
+    layers,
+    input_shape,
+    input_kind="float",
+    mask=None,
+    n_initial_states=0,
+    zero_steps=None,
+    **extra,
+):
     c = {
         "name": name,
         "model": model,
@@ -142,11 +146,17 @@ def recurrent_cases():
     cases = []
     for prefix, (cls, base, n_states) in RNN_KINDS.items():
 
-        def R(name, mask=None, n_init=0, shape=(B, T, F), **kw):
-            kwargs = {"units": U, **base, **kw}
+        def R(name, mask=None, n_init=0, shape=(B, T, F), _p=prefix, _c=cls, _b=base, **kw):
+            kwargs = {"units": U, **_b, **kw}
             cases.append(
-                case(f"{prefix}_{name}", "layer", [L(cls, **kwargs)], shape,
-                     mask=mask, n_initial_states=n_init)
+                case(
+                    f"{_p}_{name}",
+                    "layer",
+                    [L(_c, **kwargs)],
+                    shape,
+                    mask=mask,
+                    n_initial_states=n_init,
+                )
             )
 
         R("plain")
@@ -158,48 +168,76 @@ def recurrent_cases():
         R("initial_state_return_state", n_init=n_states, return_state=True)
         R("go_backwards", go_backwards=True)
         R("go_backwards_return_sequences", go_backwards=True, return_sequences=True)
-        R("go_backwards_return_state", go_backwards=True, return_sequences=True,
-          return_state=True)
+        R("go_backwards_return_state", go_backwards=True, return_sequences=True, return_state=True)
         for mk in ("A", "B"):
             R(f"mask{mk}", mask=mk)
             R(f"mask{mk}_return_sequences", mask=mk, return_sequences=True)
             R(f"mask{mk}_return_state", mask=mk, return_state=True)
             R(f"mask{mk}_go_backwards", mask=mk, go_backwards=True)
-            R(f"mask{mk}_go_backwards_return_sequences", mask=mk, go_backwards=True,
-              return_sequences=True, return_state=True)
-            R(f"mask{mk}_zero_output_return_sequences", mask=mk,
-              zero_output_for_mask=True, return_sequences=True)
-            R(f"mask{mk}_zero_output_last", mask=mk, zero_output_for_mask=True,
-              return_state=True)
-            R(f"mask{mk}_initial_state", mask=mk, n_init=n_states,
-              return_sequences=True, return_state=True)
-        R("maskA_zero_output_go_backwards", mask="A", zero_output_for_mask=True,
-          go_backwards=True, return_sequences=True)
+            R(
+                f"mask{mk}_go_backwards_return_sequences",
+                mask=mk,
+                go_backwards=True,
+                return_sequences=True,
+                return_state=True,
+            )
+            R(
+                f"mask{mk}_zero_output_return_sequences",
+                mask=mk,
+                zero_output_for_mask=True,
+                return_sequences=True,
+            )
+            R(f"mask{mk}_zero_output_last", mask=mk, zero_output_for_mask=True, return_state=True)
+            R(
+                f"mask{mk}_initial_state",
+                mask=mk,
+                n_init=n_states,
+                return_sequences=True,
+                return_state=True,
+            )
+        R(
+            "maskA_zero_output_go_backwards",
+            mask="A",
+            zero_output_for_mask=True,
+            go_backwards=True,
+            return_sequences=True,
+        )
         R("no_bias", use_bias=False, return_sequences=True)
-        R("no_bias_maskA", use_bias=False, mask="A", return_sequences=True,
-          return_state=True)
-        R("dropout_inference", dropout=0.3, recurrent_dropout=0.2,
-          return_sequences=True)
+        R("no_bias_maskA", use_bias=False, mask="A", return_sequences=True, return_state=True)
+        R("dropout_inference", dropout=0.3, recurrent_dropout=0.2, return_sequences=True)
         if cls == "LSTM":
             R("no_unit_forget_bias", unit_forget_bias=False, return_sequences=True)
         for act in ACTIVATIONS:
-            R(f"activation_{act}", activation=act, return_sequences=True,
-              return_state=True)
+            R(f"activation_{act}", activation=act, return_sequences=True, return_state=True)
             if cls != "SimpleRNN":
-                R(f"recurrent_activation_{act}", recurrent_activation=act,
-                  return_sequences=True, return_state=True)
+                R(
+                    f"recurrent_activation_{act}",
+                    recurrent_activation=act,
+                    return_sequences=True,
+                    return_state=True,
+                )
     return cases
 
 
 def stateful_cases():
     cases = []
     for prefix, (cls, base, _) in RNN_KINDS.items():
-        cases.append(case(f"stateful_{prefix}", "stateful",
-                          [L(cls, units=U, stateful=True, return_sequences=True, **base)],
-                          (B, T, F)))
-    cases.append(case("stateful_lstm_last_return_state", "stateful",
-                      [L("LSTM", units=U, stateful=True, return_state=True)],
-                      (2, 4, 3)))
+        cases.append(
+            case(
+                f"stateful_{prefix}",
+                "stateful",
+                [L(cls, units=U, stateful=True, return_sequences=True, **base)],
+                (B, T, F),
+            )
+        )
+    cases.append(
+        case(
+            "stateful_lstm_last_return_state",
+            "stateful",
+            [L("LSTM", units=U, stateful=True, return_state=True)],
+            (2, 4, 3),
+        )
+    )
     return cases
 
 
@@ -208,20 +246,39 @@ def chain_cases():
     for prefix, (cls, base, _) in RNN_KINDS.items():
         a = L(cls, units=U, return_state=True, **base)
         b = L(cls, units=U, return_sequences=True, **base)
-        cases.append(case(f"chain_{prefix}_states_to_initial_state", "chain",
-                          [a, b], (B, T, F), x2_shape=[B, 4, 2]))
+        cases.append(
+            case(
+                f"chain_{prefix}_states_to_initial_state",
+                "chain",
+                [a, b],
+                (B, T, F),
+                x2_shape=[B, 4, 2],
+            )
+        )
     return cases
 
 
 def bidirectional_cases():
     cases = []
-    for prefix, cls, n_states in (("lstm", "LSTM", 2), ("gru", "GRU", 1),
-                                  ("simple_rnn", "SimpleRNN", 1)):
+    for prefix, cls, n_states in (
+        ("lstm", "LSTM", 2),
+        ("gru", "GRU", 1),
+        ("simple_rnn", "SimpleRNN", 1),
+    ):
 
-        def Bi(name, merge_mode="concat", mask=None, n_init=0, backward=None, **kw):
-            cases.append(case(f"bidirectional_{prefix}_{name}", "layer",
-                              [bidi(L(cls, units=U, **kw), merge_mode, backward)],
-                              (B, T, F), mask=mask, n_initial_states=n_init))
+        def Bi(
+            name, merge_mode="concat", mask=None, n_init=0, backward=None, _p=prefix, _c=cls, **kw
+        ):
+            cases.append(
+                case(
+                    f"bidirectional_{_p}_{name}",
+                    "layer",
+                    [bidi(L(_c, units=U, **kw), merge_mode, backward)],
+                    (B, T, F),
+                    mask=mask,
+                    n_initial_states=n_init,
+                )
+            )
 
         modes = ("concat", "sum", "mul", "ave", None)
         if cls == "SimpleRNN":
@@ -233,121 +290,236 @@ def bidirectional_cases():
         for mk in ("A", "B"):
             Bi(f"concat_mask{mk}", mask=mk)
             Bi(f"concat_mask{mk}_return_sequences", mask=mk, return_sequences=True)
-            Bi(f"sum_mask{mk}_return_sequences_return_state", "sum", mask=mk,
-               return_sequences=True, return_state=True)
+            Bi(
+                f"sum_mask{mk}_return_sequences_return_state",
+                "sum",
+                mask=mk,
+                return_sequences=True,
+                return_state=True,
+            )
             Bi(f"none_mask{mk}_return_sequences", None, mask=mk, return_sequences=True)
         Bi("concat_return_state", return_state=True)
         Bi("none_return_state", None, return_state=True)
-        Bi("none_return_sequences_return_state", None, return_sequences=True,
-           return_state=True)
+        Bi("none_return_sequences_return_state", None, return_sequences=True, return_state=True)
         Bi("sum_initial_state", "sum", n_init=2 * n_states, return_sequences=True)
-        Bi("concat_initial_state_return_state", "concat", n_init=2 * n_states,
-           return_state=True)
-        Bi("ave_maskA_initial_state", "ave", mask="A", n_init=2 * n_states,
-           return_sequences=True)
+        Bi("concat_initial_state_return_state", "concat", n_init=2 * n_states, return_state=True)
+        Bi("ave_maskA_initial_state", "ave", mask="A", n_init=2 * n_states, return_sequences=True)
         # custom backward layer: different activation, go_backwards=True
         if cls == "GRU":
-            bw = L("GRU", units=U, activation="relu", go_backwards=True,
-                   return_sequences=True)
-            Bi("custom_backward_maskA", "concat", mask="A", backward=bw,
-               return_sequences=True)
-            bw = L("GRU", units=U, activation="sigmoid", recurrent_activation="tanh",
-                   go_backwards=True, reset_after=False)
+            bw = L("GRU", units=U, activation="relu", go_backwards=True, return_sequences=True)
+            Bi("custom_backward_maskA", "concat", mask="A", backward=bw, return_sequences=True)
+            bw = L(
+                "GRU",
+                units=U,
+                activation="sigmoid",
+                recurrent_activation="tanh",
+                go_backwards=True,
+                reset_after=False,
+            )
             Bi("custom_backward_reset_before_sum", "sum", mask="B", backward=bw)
         else:
-            bw = L("LSTM", units=U, activation="relu", recurrent_activation="hard_sigmoid",
-                   go_backwards=True, return_sequences=True, return_state=True)
-            Bi("custom_backward_maskB_return_state", "mul", mask="B", backward=bw,
-               return_sequences=True, return_state=True)
+            bw = L(
+                "LSTM",
+                units=U,
+                activation="relu",
+                recurrent_activation="hard_sigmoid",
+                go_backwards=True,
+                return_sequences=True,
+                return_state=True,
+            )
+            Bi(
+                "custom_backward_maskB_return_state",
+                "mul",
+                mask="B",
+                backward=bw,
+                return_sequences=True,
+                return_state=True,
+            )
     return cases
 
 
 def core_cases():
     cases = []
     for act in ("linear", "relu", "softmax", "sigmoid", "tanh"):
-        cases.append(case(f"dense_{act}_2d", "layer",
-                          [L("Dense", units=U, activation=act)], (B, F)))
-        cases.append(case(f"dense_{act}_3d", "layer",
-                          [L("Dense", units=U, activation=act)], (B, T, F)))
-    cases.append(case("dense_no_bias_3d", "layer",
-                      [L("Dense", units=U, use_bias=False)], (B, T, F)))
-    cases.append(case("time_distributed_dense_relu", "layer",
-                      [td(L("Dense", units=U, activation="relu"))], (B, T, F)))
-    cases.append(case("time_distributed_dense_softmax", "layer",
-                      [td(L("Dense", units=2, activation="softmax"))], (B, T, F)))
-    cases.append(case("embedding_mask_zero", "layer",
-                      [L("Embedding", input_dim=7, output_dim=3, mask_zero=True)],
-                      (B, T), input_kind="int", zero_steps="A"))
-    cases.append(case("embedding", "layer",
-                      [L("Embedding", input_dim=7, output_dim=3)],
-                      (B, T), input_kind="int", zero_steps="B"))
-    cases.append(case("masking", "layer", [L("Masking", mask_value=0.0)],
-                      (B, T, F), zero_steps="A"))
-    cases.append(case("masking_trailing", "layer", [L("Masking", mask_value=0.0)],
-                      (B, T, F), zero_steps="B"))
-    cases.append(case("dropout_inference", "layer", [L("Dropout", rate=0.5)],
-                      (B, T, F)))
+        cases.append(
+            case(f"dense_{act}_2d", "layer", [L("Dense", units=U, activation=act)], (B, F))
+        )
+        cases.append(
+            case(f"dense_{act}_3d", "layer", [L("Dense", units=U, activation=act)], (B, T, F))
+        )
+    cases.append(
+        case("dense_no_bias_3d", "layer", [L("Dense", units=U, use_bias=False)], (B, T, F))
+    )
+    cases.append(
+        case(
+            "time_distributed_dense_relu",
+            "layer",
+            [td(L("Dense", units=U, activation="relu"))],
+            (B, T, F),
+        )
+    )
+    cases.append(
+        case(
+            "time_distributed_dense_softmax",
+            "layer",
+            [td(L("Dense", units=2, activation="softmax"))],
+            (B, T, F),
+        )
+    )
+    cases.append(
+        case(
+            "embedding_mask_zero",
+            "layer",
+            [L("Embedding", input_dim=7, output_dim=3, mask_zero=True)],
+            (B, T),
+            input_kind="int",
+            zero_steps="A",
+        )
+    )
+    cases.append(
+        case(
+            "embedding",
+            "layer",
+            [L("Embedding", input_dim=7, output_dim=3)],
+            (B, T),
+            input_kind="int",
+            zero_steps="B",
+        )
+    )
+    cases.append(
+        case("masking", "layer", [L("Masking", mask_value=0.0)], (B, T, F), zero_steps="A")
+    )
+    cases.append(
+        case("masking_trailing", "layer", [L("Masking", mask_value=0.0)], (B, T, F), zero_steps="B")
+    )
+    cases.append(case("dropout_inference", "layer", [L("Dropout", rate=0.5)], (B, T, F)))
     return cases
 
 
 def sequential_cases():
     return [
-        case("sequential_embedding_lstm_gru", "sequential",
-             [L("Embedding", input_dim=6, output_dim=4, mask_zero=True),
-              L("LSTM", units=U, return_sequences=True),
-              L("GRU", units=2)],
-             (B, T), input_kind="int", zero_steps="A"),
-        case("sequential_embedding_lstm_gru_trailing", "sequential",
-             [L("Embedding", input_dim=6, output_dim=4, mask_zero=True),
-              L("LSTM", units=U, return_sequences=True),
-              L("GRU", units=2, return_sequences=True)],
-             (B, T), input_kind="int", zero_steps="B"),
-        case("sequential_masking_simple_rnn_go_backwards_lstm", "sequential",
-             [L("Masking", mask_value=0.0),
-              L("SimpleRNN", units=U, return_sequences=True, go_backwards=True),
-              L("LSTM", units=2)],
-             (B, T, F), zero_steps="A"),
-        case("sequential_masking_simple_rnn_go_backwards_lstm_trailing", "sequential",
-             [L("Masking", mask_value=0.0),
-              L("SimpleRNN", units=U, return_sequences=True, go_backwards=True),
-              L("LSTM", units=2, return_sequences=True)],
-             (B, T, F), zero_steps="B"),
-        case("sequential_masking_bidirectional_lstm_time_distributed_dense",
-             "sequential",
-             [L("Masking", mask_value=0.0),
-              bidi(L("LSTM", units=U, return_sequences=True)),
-              td(L("Dense", units=2))],
-             (B, T, F), zero_steps="A"),
-        case("sequential_explicit_mask_lstm_gru", "sequential",
-             [L("LSTM", units=U, return_sequences=True),
-              L("GRU", units=2, reset_after=False)],
-             (B, T, F), mask="B"),
-        case("sequential_lstm_dense", "sequential",
-             [L("LSTM", units=U), L("Dense", units=2, activation="softmax")],
-             (B, T, F)),
+        case(
+            "sequential_embedding_lstm_gru",
+            "sequential",
+            [
+                L("Embedding", input_dim=6, output_dim=4, mask_zero=True),
+                L("LSTM", units=U, return_sequences=True),
+                L("GRU", units=2),
+            ],
+            (B, T),
+            input_kind="int",
+            zero_steps="A",
+        ),
+        case(
+            "sequential_embedding_lstm_gru_trailing",
+            "sequential",
+            [
+                L("Embedding", input_dim=6, output_dim=4, mask_zero=True),
+                L("LSTM", units=U, return_sequences=True),
+                L("GRU", units=2, return_sequences=True),
+            ],
+            (B, T),
+            input_kind="int",
+            zero_steps="B",
+        ),
+        case(
+            "sequential_masking_simple_rnn_go_backwards_lstm",
+            "sequential",
+            [
+                L("Masking", mask_value=0.0),
+                L("SimpleRNN", units=U, return_sequences=True, go_backwards=True),
+                L("LSTM", units=2),
+            ],
+            (B, T, F),
+            zero_steps="A",
+        ),
+        case(
+            "sequential_masking_simple_rnn_go_backwards_lstm_trailing",
+            "sequential",
+            [
+                L("Masking", mask_value=0.0),
+                L("SimpleRNN", units=U, return_sequences=True, go_backwards=True),
+                L("LSTM", units=2, return_sequences=True),
+            ],
+            (B, T, F),
+            zero_steps="B",
+        ),
+        case(
+            "sequential_masking_bidirectional_lstm_time_distributed_dense",
+            "sequential",
+            [
+                L("Masking", mask_value=0.0),
+                bidi(L("LSTM", units=U, return_sequences=True)),
+                td(L("Dense", units=2)),
+            ],
+            (B, T, F),
+            zero_steps="A",
+        ),
+        case(
+            "sequential_explicit_mask_lstm_gru",
+            "sequential",
+            [L("LSTM", units=U, return_sequences=True), L("GRU", units=2, reset_after=False)],
+            (B, T, F),
+            mask="B",
+        ),
+        case(
+            "sequential_lstm_dense",
+            "sequential",
+            [L("LSTM", units=U), L("Dense", units=2, activation="softmax")],
+            (B, T, F),
+        ),
     ]
 
 
 def summary_cases():
     return [
         case("summary_simple_rnn_4", "summary", [L("SimpleRNN", units=4)], (None, 3, 2)),
-        case("summary_embedding_lstm_dense", "summary",
-             [L("Embedding", input_dim=1000, output_dim=64), L("LSTM", units=128),
-              L("Dense", units=10)], (None, 10), input_kind="int"),
-        case("summary_embedding_gru_simple_rnn_dense", "summary",
-             [L("Embedding", input_dim=1000, output_dim=64),
-              L("GRU", units=256, return_sequences=True), L("SimpleRNN", units=128),
-              L("Dense", units=10)], (None, 10), input_kind="int"),
-        case("summary_bidirectional_lstm_stack", "summary",
-             [bidi(L("LSTM", units=64, return_sequences=True)),
-              bidi(L("LSTM", units=32)), L("Dense", units=10)], (None, 5, 10)),
+        case(
+            "summary_embedding_lstm_dense",
+            "summary",
+            [
+                L("Embedding", input_dim=1000, output_dim=64),
+                L("LSTM", units=128),
+                L("Dense", units=10),
+            ],
+            (None, 10),
+            input_kind="int",
+        ),
+        case(
+            "summary_embedding_gru_simple_rnn_dense",
+            "summary",
+            [
+                L("Embedding", input_dim=1000, output_dim=64),
+                L("GRU", units=256, return_sequences=True),
+                L("SimpleRNN", units=128),
+                L("Dense", units=10),
+            ],
+            (None, 10),
+            input_kind="int",
+        ),
+        case(
+            "summary_bidirectional_lstm_stack",
+            "summary",
+            [
+                bidi(L("LSTM", units=64, return_sequences=True)),
+                bidi(L("LSTM", units=32)),
+                L("Dense", units=10),
+            ],
+            (None, 5, 10),
+        ),
     ]
 
 
 def all_cases():
-    cases = (recurrent_cases() + stateful_cases() + chain_cases()
-             + bidirectional_cases() + core_cases() + sequential_cases()
-             + summary_cases())
+    cases = (
+        recurrent_cases()
+        + stateful_cases()
+        + chain_cases()
+        + bidirectional_cases()
+        + core_cases()
+        + sequential_cases()
+        + summary_cases()
+    )
     names = [c["name"] for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases
@@ -363,8 +535,11 @@ def make_keras_layer(spec):
     kwargs = dict(spec["kwargs"])
     if spec["class"] == "Bidirectional":
         bw = spec.get("backward_layer")
-        return cls(make_keras_layer(spec["layer"]),
-                   backward_layer=make_keras_layer(bw) if bw else None, **kwargs)
+        return cls(
+            make_keras_layer(spec["layer"]),
+            backward_layer=make_keras_layer(bw) if bw else None,
+            **kwargs,
+        )
     if spec["class"] == "TimeDistributed":
         return cls(make_keras_layer(spec["layer"]), **kwargs)
     return cls(**kwargs)
@@ -415,8 +590,12 @@ def grads_or_zeros(grads, refs, what):
     for g, r in zip(grads, refs):
         if g is None:
             print(f"    note: gradient for {what} is None (unconnected); storing zeros")
-            out.append(np.zeros(r.shape, dtype=r.dtype.as_numpy_dtype
-                                if hasattr(r.dtype, "as_numpy_dtype") else r.dtype))
+            out.append(
+                np.zeros(
+                    r.shape,
+                    dtype=r.dtype.as_numpy_dtype if hasattr(r.dtype, "as_numpy_dtype") else r.dtype,
+                )
+            )
         else:
             out.append(tf.convert_to_tensor(g).numpy())
     return out
@@ -447,8 +626,7 @@ def run_layer_case(c, dtype):
         obj.build(build_shape)
         model_layers = [obj]
     else:
-        inp = keras.Input(shape=x.shape[1:],
-                          dtype="int64" if c["input_kind"] == "int" else dtype)
+        inp = keras.Input(shape=x.shape[1:], dtype="int64" if c["input_kind"] == "int" else dtype)
         model_layers = [make_keras_layer(s) for s in c["layers"]]
         obj = keras.Sequential([inp] + model_layers)
         build_shape = (None,) + x.shape[1:]
@@ -509,8 +687,7 @@ def run_layer_case(c, dtype):
     }
     if c["model"] == "sequential":
         meta["layer_count_params"] = [int(ly.count_params()) for ly in model_layers]
-        meta["layer_output_shapes"] = [shape_none_batch(ly.output.shape)
-                                       for ly in model_layers]
+        meta["layer_output_shapes"] = [shape_none_batch(ly.output.shape) for ly in model_layers]
     return meta, arrays
 
 
@@ -531,11 +708,11 @@ def run_stateful_case(c, dtype):
         with tf.GradientTape() as tape:
             tape.watch(xt)
             outs = as_list(layer(xt, training=False))
-            cots = [tf.constant(rng.uniform(-1, 1, size=o.shape).astype(dtype))
-                    for o in outs]
+            cots = [tf.constant(rng.uniform(-1, 1, size=o.shape).astype(dtype)) for o in outs]
             loss = tf.add_n([tf.reduce_sum(o * r) for o, r in zip(outs, cots)])
-        grads = grads_or_zeros(tape.gradient(loss, layer.weights + [xt]),
-                               layer.weights + [xt], "weight/x")
+        grads = grads_or_zeros(
+            tape.gradient(loss, layer.weights + [xt]), layer.weights + [xt], "weight/x"
+        )
         n_out = len(outs)
         arrays[f"x_{call}"] = xs[call]
         for k, (o, r) in enumerate(zip(outs, cots)):
@@ -551,8 +728,7 @@ def run_stateful_case(c, dtype):
         "call": {"has_mask": False, "n_initial_states": 0},
         "n_outputs": n_out,
         "n_states": len(layer.states),
-        "output_shapes": [shape_none_batch(arrays[f"output_0_{k}"].shape)
-                          for k in range(n_out)],
+        "output_shapes": [shape_none_batch(arrays[f"output_0_{k}"].shape) for k in range(n_out)],
         "weight_shapes": [list(w.shape) for w in weights],
         "count_params": int(layer.count_params()),
         "output_mask": False,
@@ -580,8 +756,9 @@ def run_chain_case(c, dtype):
         cots = [tf.constant(rng.uniform(-1, 1, size=o.shape).astype(dtype)) for o in outs]
         loss = tf.add_n([tf.reduce_sum(o * r) for o, r in zip(outs, cots)])
     variables = a.weights + b.weights
-    grads = grads_or_zeros(tape.gradient(loss, variables + [xt, x2t]),
-                           variables + [xt, x2t], "weight/x")
+    grads = grads_or_zeros(
+        tape.gradient(loss, variables + [xt, x2t]), variables + [xt, x2t], "weight/x"
+    )
     weights = wa + wb
     arrays = {"x": x, "x2": x2}
     for i, w in enumerate(weights):
@@ -609,8 +786,7 @@ def run_chain_case(c, dtype):
 
 def run_summary_case(c, dtype):
     shape = c["input_shape"]
-    inp = keras.Input(shape=tuple(shape[1:]),
-                      dtype="int64" if c["input_kind"] == "int" else dtype)
+    inp = keras.Input(shape=tuple(shape[1:]), dtype="int64" if c["input_kind"] == "int" else dtype)
     model_layers = [make_keras_layer(s) for s in c["layers"]]
     model = keras.Sequential([inp] + model_layers)
     meta = {
@@ -665,8 +841,7 @@ def main(argv=None):
                 **meta,
             }
             path = OUT_DIR / f"{c['name']}__{dtype}.npz"
-            np.savez_compressed(path, config=np.array(json.dumps(config, sort_keys=True)),
-                                **arrays)
+            np.savez_compressed(path, config=np.array(json.dumps(config, sort_keys=True)), **arrays)
             n += 1
     keras.config.set_floatx("float32")
     print(f"wrote {n} fixtures to {OUT_DIR} (keras {keras.__version__}, tf {tf.__version__})")
