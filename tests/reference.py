@@ -20,7 +20,10 @@ Sequence semantics (Keras 3, TensorFlow backend):
 
 - ``mask`` is bool ``(batch, timesteps)``, True = keep. At a masked step the
   states are carried over unchanged and the output repeats the previous
-  step's output (zeros before the first kept step). With
+  step's output (zeros before the first kept step, even with an
+  ``initial_state``: that is the TensorFlow backend, which the Keras
+  fixtures in tests/fixtures/keras come from; Keras's JAX/numpy backends
+  repeat the initial ``h`` there instead). With
   ``zero_output_for_mask=True`` a masked step outputs zeros instead.
 - ``go_backwards=True`` reverses the time axis of the inputs and of the mask
   before processing; the output sequence is returned in processing order

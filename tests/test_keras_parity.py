@@ -34,19 +34,19 @@ def _load(path):
     return config, arrays
 
 
-def _by_model(*models):
+def _select(predicate):
     out = []
     for path in FILES:
         with np.load(path) as data:
-            model = json.loads(str(data["config"]))["model"]
-        if model in models:
+            config = json.loads(str(data["config"]))
+        if predicate(config):
             out.append(pytest.param(path, id=path.stem))
     return out
 
 
-NUMERIC = _by_model("layer", "sequential", "stateful", "chain")
-SUMMARY = _by_model("summary")
-LAYER_ONLY = _by_model("layer")
+NUMERIC = _select(lambda c: c["model"] in ("layer", "sequential", "stateful", "chain"))
+SUMMARY = _select(lambda c: c["model"] == "summary")
+LAYER_MASKS = _select(lambda c: c["model"] == "layer" and c["output_mask"])
 
 
 def test_fixtures_present():
@@ -95,7 +95,7 @@ class Checker:
         try:
             np.testing.assert_allclose(actual, expected, rtol=self.tol, atol=self.tol, err_msg=what)
         except AssertionError as exc:
-            self.fail(str(exc).strip())
+            self.fail(f"{what}: {str(exc).strip()}")
 
     def close_list(self, actual, expected, what):
         if actual is None:
@@ -348,11 +348,9 @@ def test_keras_parity(path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", LAYER_ONLY)
+@pytest.mark.parametrize("path", LAYER_MASKS)
 def test_keras_output_mask(path):
     config, arrays = _load(path)
-    if not config["output_mask"]:
-        pytest.skip("Keras propagates no mask for this case")
     numrnn.config.set_floatx(config["dtype"])
     layer = build_layer(config["layers"][0], config["dtype"])
     if not hasattr(layer, "compute_mask"):

@@ -298,10 +298,14 @@ def _reference_from_fixture(data):
 
     def rnn_kwargs(kwargs):
         kwargs = dict(kwargs)
-        for k in ("units", "return_sequences", "return_state", "use_bias", "unit_forget_bias"):
+        # use_bias is implied by the weight count; initializers and dropout
+        # (the fixtures are called with training=False) do not matter here.
+        ignored = ("units", "return_sequences", "return_state", "use_bias", "unit_forget_bias")
+        for k in ignored + ("dropout", "recurrent_dropout", "seed"):
             kwargs.pop(k, None)
-        if {"dropout", "recurrent_dropout", "stateful"} & set(kwargs):
-            raise KeyError("not covered")
+        if kwargs.get("stateful"):
+            raise KeyError("stateful fixtures are not covered")
+        kwargs.pop("stateful", None)
         return kwargs
 
     if cls in ("SimpleRNN", "LSTM", "GRU"):
@@ -546,6 +550,47 @@ def test_dropout_active_when_training(nl, name):
     assert not np.allclose(got[0], expected[0]), "dropout had no effect with training=True"
 
 
+@pytest.mark.parametrize("name", list(CELLS))
+def test_recurrent_input_layouts(nl, name):
+    """Non-contiguous views, other float dtypes, B = 1 / T = 1, changing batch size."""
+    opts = {"mask": True, "initial_state": True, **RS}
+    layer, weights, x, mask, init, ref_kwargs = make_recurrent_case(nl, name, opts, "float32")
+    expected = reference_call(name, x, weights, ref_kwargs)
+    # a reversed, strided view of the same values, and float64 input
+    x_view = np.ascontiguousarray(x[:, ::-1])[:, ::-1]
+    assert not x_view.flags.c_contiguous
+    mask_f = np.asfortranarray(mask)
+    init_f = [np.asfortranarray(s) for s in init]
+    for xx in (x_view, x.astype(np.float64), np.asfortranarray(x)):
+        got = layer(xx, mask=mask_f, initial_state=init_f)
+        _assert_outputs_close(got, expected, "float32", f"{name} layout")
+    # single sequence, single step, then the full batch again
+    for b, t in ((1, T), (B, 1), (1, 1)):
+        kw = dict(ref_kwargs, mask=mask[:b, :t], initial_state=[s[:b] for s in init])
+        exp = reference_call(name, x[:b, :t], weights, kw)
+        got = layer(x[:b, :t], mask=mask[:b, :t], initial_state=[s[:b] for s in init])
+        _assert_outputs_close(got, exp, "float32", f"{name} B={b} T={t}")
+    _assert_outputs_close(layer(x, mask=mask, initial_state=init), expected, "float32", "again")
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_recurrent_long_sequence(nl, name):
+    """T = 60 with a mask: no drift between the kernels and the reference."""
+    kind, extra = CELLS[name]
+    rng = np.random.default_rng(40)
+    steps = 60
+    weights = ref.random_recurrent_weights(
+        rng, kind, F, U, reset_after=extra.get("reset_after", True), scale=0.4
+    )
+    x = rng.normal(size=(2, steps, F))
+    mask = rng.random((2, steps)) > 0.3
+    layer = getattr(nl, kind)(U, dtype="float64", **extra, **RS)
+    layer.build((None, steps, F))
+    layer.set_weights(weights)
+    expected = ref.recurrent_layer(kind, x, weights, True, True, mask=mask, **extra)
+    _assert_outputs_close(layer(x, mask=mask), expected, "float64", f"{name} long")
+
+
 # ==========================================================================
 # Part 3: Bidirectional, Dense, TimeDistributed, Embedding, Masking, Sequential
 # ==========================================================================
@@ -659,16 +704,14 @@ def test_bidirectional_forces_zero_output_for_mask(nl):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_wrappers_take_dtype(nl, dtype):
+@pytest.mark.parametrize("wrapper", ["Bidirectional", "TimeDistributed"])
+def test_wrappers_take_dtype(nl, wrapper, dtype):
     """DESIGN.md section 2: every layer takes ``dtype=`` (Keras wrappers do too)."""
-    rng = np.random.default_rng(15)
-    x = rng.normal(size=(B, T, F)).astype(dtype)
-    bi = nl.Bidirectional(nl.GRU(U, dtype=dtype), dtype=dtype)
-    bi.build((None, T, F))
-    assert bi(x).dtype == np.dtype(dtype)
-    td = nl.TimeDistributed(nl.Dense(U, dtype=dtype), dtype=dtype)
-    td.build((None, T, F))
-    assert td(x).dtype == np.dtype(dtype)
+    x = np.random.default_rng(15).normal(size=(B, T, F)).astype(dtype)
+    inner = nl.GRU(U, dtype=dtype) if wrapper == "Bidirectional" else nl.Dense(U, dtype=dtype)
+    layer = getattr(nl, wrapper)(inner, dtype=dtype)
+    layer.build((None, T, F))
+    assert layer(x).dtype == np.dtype(dtype)
 
 
 DENSE_ACTIVATIONS = [None, "linear", "tanh", "sigmoid", "hard_sigmoid", "relu", "softmax"]
