@@ -32,7 +32,8 @@ Sequence semantics (Keras 3, TensorFlow backend):
   processing-order output sequence, so with ``zero_output_for_mask=True`` and
   a masked last step it is zeros.
 - Dropout masks (``input_dropout_mask`` ``(batch, features)`` and
-  ``recurrent_dropout_mask`` ``(batch, units)``) are fixed for the whole
+  ``recurrent_dropout_mask`` ``(batch, units)``, or ``(gates, batch, n)``
+  stacks with one mask per gate for LSTM/GRU) are fixed for the whole
   sequence: ``x_t`` is multiplied by the input mask at every step and
   ``h_{t-1}`` by the recurrent mask before it enters the recurrent matmul.
   For the GRU the undropped ``h_{t-1}`` is used in
@@ -173,16 +174,18 @@ def _initial_states(initial_state, batch, units, count):
     return states
 
 
-def _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units):
-    if input_dropout_mask is None:
-        input_dropout_mask = np.ones((batch, features))
-    if recurrent_dropout_mask is None:
-        recurrent_dropout_mask = np.ones((batch, units))
-    input_dropout_mask = np.asarray(input_dropout_mask, dtype=np.float64)
-    recurrent_dropout_mask = np.asarray(recurrent_dropout_mask, dtype=np.float64)
-    assert input_dropout_mask.shape == (batch, features)
-    assert recurrent_dropout_mask.shape == (batch, units)
-    return input_dropout_mask, recurrent_dropout_mask
+def _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units, gates):
+    """Masks as ``(gates, batch, n)`` stacks: one per gate (Keras 3 draws one
+    per gate for LSTM/GRU with ``recurrent_dropout > 0``); a single 2-D mask
+    is shared by every gate."""
+    out = []
+    for mask, n in ((input_dropout_mask, features), (recurrent_dropout_mask, units)):
+        mask = np.ones((batch, n)) if mask is None else np.asarray(mask, dtype=np.float64)
+        if mask.ndim == 2:
+            mask = np.broadcast_to(mask, (gates, batch, n))
+        assert mask.shape == (gates, batch, n), mask.shape
+        out.append(mask)
+    return out
 
 
 def _check_weights(x, kernel, recurrent_kernel, gates):
@@ -226,7 +229,9 @@ def simple_rnn(
     if bias is None:
         bias = np.zeros(units)
     assert bias.shape == (units,)
-    dp, rdp = _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units)
+    (dp,), (rdp,) = _dropout_masks(
+        input_dropout_mask, recurrent_dropout_mask, batch, features, units, 1
+    )
 
     def step(x_t, states):
         (h_prev,) = states
@@ -271,12 +276,19 @@ def lstm(
     if bias is None:
         bias = np.zeros(4 * units)
     assert bias.shape == (4 * units,)
-    dp, rdp = _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units)
+    dp, rdp = _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units, 4)
     u = units
 
     def step(x_t, states):
         h_prev, c_prev = states
-        z = (x_t * dp) @ kernel + (h_prev * rdp) @ recurrent_kernel + bias
+        z = bias + np.concatenate(
+            [
+                (x_t * dp[k]) @ kernel[:, k * u : (k + 1) * u]
+                + (h_prev * rdp[k]) @ recurrent_kernel[:, k * u : (k + 1) * u]
+                for k in range(4)
+            ],
+            axis=1,
+        )
         i = ract(z[:, 0 * u : 1 * u])
         f = ract(z[:, 1 * u : 2 * u])
         g = act(z[:, 2 * u : 3 * u])
@@ -341,7 +353,7 @@ def gru(
             bias = np.zeros(3 * units)
         assert bias.shape == (3 * units,), bias.shape
         input_bias, recurrent_bias = bias, None
-    dp, rdp = _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units)
+    dp, rdp = _dropout_masks(input_dropout_mask, recurrent_dropout_mask, batch, features, units, 3)
 
     w_z, w_r, w_h = kernel[:, :u], kernel[:, u : 2 * u], kernel[:, 2 * u :]
     r_z = recurrent_kernel[:, :u]
@@ -351,22 +363,22 @@ def gru(
 
     def step(x_t, states):
         (h_prev,) = states
-        x_in = x_t * dp
-        h_in = h_prev * rdp  # dropped state: only for the recurrent products
-        x_z = x_in @ w_z + b_z
-        x_r = x_in @ w_r + b_r
-        x_h = x_in @ w_h + b_h
+        # dropped inputs/state per gate; the blend below uses the undropped h
+        x_z = (x_t * dp[0]) @ w_z + b_z
+        x_r = (x_t * dp[1]) @ w_r + b_r
+        x_h = (x_t * dp[2]) @ w_h + b_h
+        h_z, h_r, h_h = (h_prev * rdp[k] for k in range(3))
         if reset_after:
             rb_z = recurrent_bias[:u]
             rb_r = recurrent_bias[u : 2 * u]
             rb_h = recurrent_bias[2 * u :]
-            z = ract(x_z + h_in @ r_z + rb_z)
-            r = ract(x_r + h_in @ r_r + rb_r)
-            hh = act(x_h + r * (h_in @ r_h + rb_h))
+            z = ract(x_z + h_z @ r_z + rb_z)
+            r = ract(x_r + h_r @ r_r + rb_r)
+            hh = act(x_h + r * (h_h @ r_h + rb_h))
         else:
-            z = ract(x_z + h_in @ r_z)
-            r = ract(x_r + h_in @ r_r)
-            hh = act(x_h + (r * h_in) @ r_h)
+            z = ract(x_z + h_z @ r_z)
+            r = ract(x_r + h_r @ r_r)
+            hh = act(x_h + (r * h_h) @ r_h)
         h = z * h_prev + (1.0 - z) * hh
         return h, [h]
 

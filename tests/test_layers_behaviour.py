@@ -7,6 +7,11 @@ import pytest
 import numrnn
 from numrnn import Sequential, layers
 
+try:
+    import reference as ref
+except ImportError:  # pragma: no cover - run from the repository root
+    from tests import reference as ref
+
 RNG = np.random.default_rng(1234)
 
 
@@ -51,6 +56,54 @@ def test_recurrent_dropout_reuses_one_mask_on_the_previous_state():
     # h_t = m * h_{t-1}: the same mask at every step
     np.testing.assert_allclose(out[:, 2, :], mask * out[:, 1, :])
     np.testing.assert_allclose(out[:, 5, :], mask**5 * out[:, 0, :])
+
+
+@pytest.mark.parametrize(
+    "name, gates, extra",
+    [("LSTM", 4, {}), ("GRU", 3, {"reset_after": True}), ("GRU", 3, {"reset_after": False})],
+)
+@pytest.mark.parametrize("input_dropout", [0.0, 0.4])
+def test_lstm_gru_recurrent_dropout_draws_one_mask_per_gate(name, gates, extra, input_dropout):
+    """Keras 3: with ``recurrent_dropout > 0`` each gate gets its own input and
+    recurrent mask. Checked against the numpy reference fed the same masks."""
+    rng = np.random.default_rng(31)
+    batch, steps, features, units = 5, 4, 3, 2
+    x = rng.normal(size=(batch, steps, features))
+    layer = getattr(layers, name)(
+        units,
+        dropout=input_dropout,
+        recurrent_dropout=0.5,
+        return_sequences=True,
+        seed=0,
+        dtype="float64",
+        **extra,
+    )
+    layer.build(x.shape)
+    drawn = {}
+
+    def fake_mask(rate, shape, training):
+        if not training or rate == 0.0:
+            return None
+        mask = rng.integers(0, 2, size=shape) / (1.0 - rate)
+        drawn[len(shape)] = mask
+        return mask
+
+    layer._dropout_mask = fake_mask
+    out = layer(x, training=True)
+    rec = drawn[2].reshape(batch, gates, units).transpose(1, 0, 2)
+    assert rec.shape == (gates, batch, units)
+    assert not all(np.array_equal(rec[0], rec[k]) for k in range(1, gates))
+    inp = drawn.get(3)
+    if input_dropout:
+        assert inp.shape == (gates, batch, features)
+    expected, _ = getattr(ref, name.lower())(
+        x,
+        *layer.get_weights(),
+        input_dropout_mask=inp,
+        recurrent_dropout_mask=rec,
+        **extra,
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_dropout_is_reproducible_from_the_seed():

@@ -233,12 +233,21 @@ class TimeDistributed(Layer):
     ----------
     layer : Layer
         The layer applied at each step (for example a :class:`Dense`).
+    dtype : str or numpy dtype, optional
+        Defaults to ``layer.dtype``; when given it must equal it (the wrapper
+        never casts the inner layer's weights).
+    name : str, optional
     """
 
-    def __init__(self, layer, name=None):
+    def __init__(self, layer, dtype=None, name=None):
         if not isinstance(layer, Layer):
             raise TypeError(f"TimeDistributed expects a numrnn layer, got {type(layer).__name__}.")
-        super().__init__(dtype=layer.dtype, name=name)
+        super().__init__(dtype=layer.dtype if dtype is None else dtype, name=name)
+        if self.dtype != layer.dtype:
+            raise ValueError(
+                f"TimeDistributed dtype {self.dtype} differs from the wrapped layer's "
+                f"dtype {layer.dtype}: build the inner layer with dtype={str(self.dtype)!r}."
+            )
         self.layer = layer
 
     def build(self, input_shape):

@@ -256,6 +256,38 @@ class RNN(Layer):
         keep = self._dropout_rng.random(shape) >= rate
         return (keep / (1.0 - rate)).astype(self.dtype)
 
+    def _effective_operands(self, x, training):
+        """Inputs, kernels and recurrent mask the kernel sees, after dropout.
+
+        Keras 3 draws one input mask ``(B, F)`` and one recurrent mask
+        ``(B, U)`` per call. LSTM and GRU with ``recurrent_dropout > 0`` draw
+        one of each *per gate*; numrnn runs that case as one wider product:
+        the per-gate inputs side by side against a block-diagonal kernel.
+        """
+        n_batch, _, n_features = x.shape
+        n_gates = self._n_gates
+        per_gate = training and self.recurrent_dropout > 0 and n_gates > 1
+        n_masks = n_gates if per_gate else 1
+        input_masks = self._dropout_mask(self.dropout, (n_masks, n_batch, n_features), training)
+        rec_mask = self._dropout_mask(
+            self.recurrent_dropout, (n_batch, n_masks * self.units), training
+        )
+        kernel, recurrent = self.kernel, self.recurrent_kernel
+        if input_masks is None:
+            x_in = x
+        else:
+            x_in = np.concatenate([x * m[:, None, :] for m in input_masks], axis=-1)
+            if per_gate:
+                kernel = _block_diagonal(kernel, n_gates)
+        if per_gate:
+            recurrent = _block_diagonal(recurrent, n_gates)
+        if rec_mask is None:
+            rec_mask = np.ones((n_batch, self.units), dtype=self.dtype)
+            rec_dropout = False
+        else:
+            rec_dropout = True
+        return x_in, kernel, recurrent, input_masks, rec_mask, rec_dropout
+
     # -- forward / backward --------------------------------------------------
     def _forward(self, x, mask, initial_state, training):
         x = check_float_input(x, self.dtype, self.name, ndim=3, n_features=self._n_features)
@@ -264,17 +296,14 @@ class RNN(Layer):
             raise ValueError(f"{self.name}: got an empty input of shape {x.shape}.")
         mask = check_mask(mask, (n_batch, n_steps), self.name)
         states = self._entry_states(initial_state, n_batch)
-        input_mask = self._dropout_mask(self.dropout, (n_batch, x.shape[2]), training)
-        rec_mask = self._dropout_mask(self.recurrent_dropout, (n_batch, self.units), training)
-        x_in = x if input_mask is None else np.ascontiguousarray(x * input_mask[:, None, :])
-        kernel_mask = np.ones((n_batch, n_steps), dtype=bool) if mask is None else mask
-        kernel_rec_mask = (
-            np.ones((n_batch, self.units), dtype=self.dtype) if rec_mask is None else rec_mask
+        x_in, kernel, recurrent, input_masks, rec_mask, rec_dropout = self._effective_operands(
+            x, training
         )
+        kernel_mask = np.ones((n_batch, n_steps), dtype=bool) if mask is None else mask
         out = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
         bias = self.bias if self.use_bias else self._zero_bias
         final_states, caches = self._kernel_forward(
-            x_in, bias, kernel_mask, states, kernel_rec_mask, rec_mask is not None, out
+            x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
         )
         if self.stateful:
             for dst, src in zip(self._states, final_states):
@@ -283,11 +312,12 @@ class RNN(Layer):
         outputs = [output] + (list(final_states) if self.return_state else [])
         cache = {
             "x": x_in,
+            "kernel": kernel,
+            "recurrent_kernel": recurrent,
             "mask": kernel_mask,
-            "rec_mask": kernel_rec_mask,
-            "input_mask": input_mask,
+            "rec_mask": rec_mask,
+            "input_masks": input_masks,
             "caches": caches,
-            "n_steps": n_steps,
             "has_initial_state": initial_state is not None,
         }
         return outputs, cache
@@ -307,8 +337,17 @@ class RNN(Layer):
         d_x, d_kernel, d_recurrent, d_bias, d_states0 = self._kernel_backward(
             cache, d_out, d_states
         )
-        if cache["input_mask"] is not None:
-            d_x *= cache["input_mask"][:, None, :]
+        input_masks = cache["input_masks"]
+        if input_masks is not None:
+            n_features = self._n_features
+            d_x = sum(
+                d_x[..., k * n_features : (k + 1) * n_features] * m[:, None, :]
+                for k, m in enumerate(input_masks)
+            )
+        if d_kernel.shape != self.kernel.shape:
+            d_kernel = _diagonal_blocks(d_kernel, self._n_gates)
+        if d_recurrent.shape != self.recurrent_kernel.shape:
+            d_recurrent = _diagonal_blocks(d_recurrent, self._n_gates)
         weight_grads = [d_kernel, d_recurrent] + ([d_bias] if self.use_bias else [])
         state_grads = d_states0 if cache["has_initial_state"] else None
         return weight_grads, d_x, state_grads
@@ -316,28 +355,54 @@ class RNN(Layer):
     def _activation_codes(self):
         return self._activation_code, 0
 
-    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
         raise NotImplementedError
 
     def _kernel_backward(self, cache, d_out, d_states):
         raise NotImplementedError
 
-    def _step_buffers(self, x, n, rec_dropout):
-        """``n`` (B, T, U) cache buffers plus ``h_used`` (aliasing ``h_prev``
-        when there is no recurrent dropout)."""
+    def _step_buffers(self, x, n, rec_mask, rec_dropout):
+        """``n`` (B, T, U) cache buffers plus ``h_used`` (B, T, W), which aliases
+        ``h_prev`` (the first buffer) when there is no recurrent dropout."""
         shape = (x.shape[0], x.shape[1], self.units)
         buffers = [np.empty(shape, dtype=self.dtype) for _ in range(n)]
-        h_used = np.empty(shape, dtype=self.dtype) if rec_dropout else buffers[0]
+        if rec_dropout:
+            h_used = np.empty(shape[:2] + (rec_mask.shape[1],), dtype=self.dtype)
+        else:
+            h_used = buffers[0]
         return buffers, h_used
 
-    def _grad_buffers(self, x, bias_shape):
+    def _grad_buffers(self, cache):
+        x = cache["x"]
         return (
             np.empty(x.shape, dtype=self.dtype),
-            np.empty(self.kernel.shape, dtype=self.dtype),
-            np.empty(self.recurrent_kernel.shape, dtype=self.dtype),
-            np.empty(bias_shape, dtype=self.dtype),
+            np.empty(cache["kernel"].shape, dtype=self.dtype),
+            np.empty(cache["recurrent_kernel"].shape, dtype=self.dtype),
+            np.empty(self._bias_shape(), dtype=self.dtype),
             [np.empty((x.shape[0], self.units), dtype=self.dtype) for _ in range(self._n_states)],
         )
+
+
+def _block_diagonal(matrix, n_blocks):
+    """``(R, n*C)`` -> block-diagonal ``(n*R, n*C)`` with column block k at (k, k)."""
+    rows, cols = matrix.shape
+    width = cols // n_blocks
+    out = np.zeros((n_blocks * rows, cols), dtype=matrix.dtype)
+    for k in range(n_blocks):
+        out[k * rows : (k + 1) * rows, k * width : (k + 1) * width] = matrix[
+            :, k * width : (k + 1) * width
+        ]
+    return out
+
+
+def _diagonal_blocks(matrix, n_blocks):
+    """Inverse of :func:`_block_diagonal` (for gradients): keep the diagonal blocks."""
+    rows = matrix.shape[0] // n_blocks
+    width = matrix.shape[1] // n_blocks
+    return np.concatenate(
+        [matrix[k * rows : (k + 1) * rows, k * width : (k + 1) * width] for k in range(n_blocks)],
+        axis=1,
+    )
 
 
 def as_first(states):
@@ -351,13 +416,13 @@ class SimpleRNN(RNN):
     (units, units)``, ``bias (units,)``. See :class:`RNN` for the arguments.
     """
 
-    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
         n_batch, n_steps, _ = x.shape
         gates = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
-        (h_prev,), h_used = self._step_buffers(x, 1, rec_dropout)
+        (h_prev,), h_used = self._step_buffers(x, 1, rec_mask, rec_dropout)
         h_final = np.empty((n_batch, self.units), dtype=self.dtype)
         simple_rnn_kernels.simple_rnn_forward(
-            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], rec_mask,
+            x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
             out, gates, h_prev, h_used, h_final,
         )  # fmt: skip
@@ -366,10 +431,10 @@ class SimpleRNN(RNN):
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_used = cache["caches"]
-        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(x, self._bias_shape())
+        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
         d_pre = np.empty_like(gates)
         simple_rnn_kernels.simple_rnn_backward(
-            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
             gates, h_used, d_out, d_states[0],
             d_pre, d_x, d_kernel, d_rec, d_bias, d_h0,
@@ -412,13 +477,13 @@ class LSTM(RNN):
             bias[self.units : 2 * self.units] = 1.0
         return bias
 
-    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
         n_batch, n_steps, _ = x.shape
         gates = np.empty((n_batch, n_steps, 4 * self.units), dtype=self.dtype)
-        (h_prev, c_prev, c_act), h_used = self._step_buffers(x, 3, rec_dropout)
+        (h_prev, c_prev, c_act), h_used = self._step_buffers(x, 3, rec_mask, rec_dropout)
         h_final, c_final = self._zero_states(n_batch)
         lstm_kernels.lstm_forward(
-            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], states[1], rec_mask,
+            x, kernel, recurrent, bias, mask, states[0], states[1], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final,
@@ -428,10 +493,10 @@ class LSTM(RNN):
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_used, c_prev, c_act = cache["caches"]
-        d_x, d_kernel, d_rec, d_bias, (d_h0, d_c0) = self._grad_buffers(x, self._bias_shape())
+        d_x, d_kernel, d_rec, d_bias, (d_h0, d_c0) = self._grad_buffers(cache)
         d_gates = np.empty_like(gates)
         lstm_kernels.lstm_backward(
-            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             gates, h_used, c_prev, c_act, d_out, d_states[0], d_states[1],
@@ -473,16 +538,16 @@ class GRU(RNN):
         width = 3 * self.units
         return (2, width) if self.reset_after else (width,)
 
-    def _kernel_forward(self, x, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
         n_batch, n_steps, _ = x.shape
         gates = np.empty((n_batch, n_steps, 3 * self.units), dtype=self.dtype)
-        (h_prev, extra), h_used = self._step_buffers(x, 2, rec_dropout)
+        (h_prev, extra), h_used = self._step_buffers(x, 2, rec_mask, rec_dropout)
         h_final = np.empty((n_batch, self.units), dtype=self.dtype)
         forward = (
             gru_kernels.gru_forward if self.reset_after else gru_kernels.gru_forward_reset_before
         )
         forward(
-            x, self.kernel, self.recurrent_kernel, bias, mask, states[0], rec_mask,
+            x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             out, gates, h_prev, h_used, extra, h_final,
@@ -492,10 +557,10 @@ class GRU(RNN):
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_prev, h_used, extra = cache["caches"]
-        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(x, self._bias_shape())
+        d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
         d_gates = np.empty_like(gates)
         common = (
-            x, self.kernel, self.recurrent_kernel, cache["mask"], cache["rec_mask"],
+            x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask, gates, h_prev, h_used, extra, d_out, d_states[0],
         )  # fmt: skip

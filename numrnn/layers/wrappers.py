@@ -37,6 +37,9 @@ class Bidirectional(Layer):
     backward_layer : SimpleRNN, LSTM or GRU, optional
         Used as the backward layer as given; it must have the opposite
         ``go_backwards`` and the same ``return_sequences``/``return_state``.
+    dtype : str or numpy dtype, optional
+        Float dtype of both directions. Defaults to ``layer.dtype``; a
+        different dtype builds the forward (and derived backward) copy in it.
     name : str, optional
 
     Notes
@@ -47,7 +50,7 @@ class Bidirectional(Layer):
     forward states then the backward states.
     """
 
-    def __init__(self, layer, merge_mode="concat", backward_layer=None, name=None):
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, dtype=None, name=None):
         if not isinstance(layer, RNN):
             raise TypeError(
                 f"Bidirectional expects a SimpleRNN, LSTM or GRU layer, got {type(layer).__name__}."
@@ -57,12 +60,13 @@ class Bidirectional(Layer):
                 f"Unknown merge_mode {merge_mode!r}: expected one of "
                 "'concat', 'sum', 'mul', 'ave' or None."
             )
-        super().__init__(dtype=layer.dtype, name=name)
+        super().__init__(dtype=layer.dtype if dtype is None else dtype, name=name)
         self.merge_mode = merge_mode
-        self.forward_layer = _clone(layer, name=f"forward_{layer.name}")
+        self.forward_layer = _clone(layer, name=f"forward_{layer.name}", dtype=self.dtype)
         if backward_layer is None:
             self.backward_layer = _clone(
                 layer,
+                dtype=self.dtype,
                 go_backwards=not layer.go_backwards,
                 seed=_derived_seed(layer.seed),
                 name=f"backward_{layer.name}",
@@ -83,8 +87,11 @@ class Bidirectional(Layer):
                 raise ValueError(
                     "backward_layer.go_backwards must be the opposite of the forward layer's."
                 )
-            if backward_layer.dtype != layer.dtype:
-                raise ValueError("backward_layer must have the same dtype as the forward layer.")
+            if backward_layer.dtype != self.dtype:
+                raise ValueError(
+                    f"backward_layer has dtype {backward_layer.dtype}, but the "
+                    f"Bidirectional layer runs in {self.dtype}: give both the same dtype."
+                )
             self.backward_layer = backward_layer
         for sub in (self.forward_layer, self.backward_layer):
             sub.zero_output_for_mask = sub.return_sequences
@@ -106,7 +113,10 @@ class Bidirectional(Layer):
     def states(self):
         if not self.stateful:
             return None
-        return self.forward_layer.states + self.backward_layer.states
+        fwd, bwd = self.forward_layer.states, self.backward_layer.states
+        if fwd is None or bwd is None:
+            return None
+        return list(fwd) + list(bwd)
 
     def reset_states(self):
         self.forward_layer.reset_states()

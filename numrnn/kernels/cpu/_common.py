@@ -81,14 +81,21 @@ def input_projection(x, kernel, out):
 
 @njit(**JIT)
 def save_step_states(t, h, rec_mask, h_prev, h_used, h_used_step):
-    """Cache ``h_{t-1}`` (raw and dropped) and fill the GEMM operand."""
+    """Cache ``h_{t-1}`` raw and dropped, and fill the recurrent GEMM operand.
+
+    ``rec_mask`` is ``(B, W)`` with ``W = k * U``: ``k = 1`` is one dropout
+    mask for all gates, ``k = G`` one per gate (then the recurrent kernel is
+    block-diagonal, ``(G*U, G*U)``).
+    """
     n_batch, n_units = h.shape
+    width = rec_mask.shape[1]
     for b in range(n_batch):
         for u in range(n_units):
             h_prev[b, t, u] = h[b, u]
-            v = h[b, u] * rec_mask[b, u]
-            h_used[b, t, u] = v
-            h_used_step[b, u] = v
+        for j in range(width):
+            v = h[b, j % n_units] * rec_mask[b, j]
+            h_used[b, t, j] = v
+            h_used_step[b, j] = v
 
 
 @njit(**JIT)
@@ -153,11 +160,13 @@ def column_sums(d_pre, out):
 
 
 @njit(**JIT)
-def add_product(acc, a, b):
-    """``acc += a * b`` elementwise for 2-D arrays, without a temporary."""
-    for i in range(acc.shape[0]):
-        for j in range(acc.shape[1]):
-            acc[i, j] += a[i, j] * b[i, j]
+def add_masked_state_grad(dh, dh_used, rec_mask):
+    """``dh += fold(dh_used * rec_mask)``: the cotangent of ``h_{t-1}`` from the
+    cotangent of its dropped copies ``(B, W)`` (summed over the per-gate copies)."""
+    n_units = dh.shape[1]
+    for b in range(dh.shape[0]):
+        for j in range(dh_used.shape[1]):
+            dh[b, j % n_units] += dh_used[b, j] * rec_mask[b, j]
 
 
 @njit(**JIT)

@@ -14,7 +14,7 @@ from numrnn.kernels.cpu._common import (
     activate,
     activation_grad,
     add_into,
-    add_product,
+    add_masked_state_grad,
     column_block,
     column_sums,
     copy_into,
@@ -73,7 +73,7 @@ def gru_forward(
     input_projection(x, kernel, gates)
     h = h_final
     copy_into(h, h0)
-    h_step = np.empty((n_batch, n_units), dtype=x.dtype)
+    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     rec = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
     bias_in = bias[0]
@@ -136,7 +136,7 @@ def gru_backward(
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, n_units), dtype=x.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         for b in range(n_batch):
@@ -153,7 +153,7 @@ def gru_backward(
                 fill(d_step[b], 0.0)
             copy_into(d_rec[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_product(dh, dh_rec, rec_mask)
+        add_masked_state_grad(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
     matmul_tn(h_used, d_rec, d_recurrent_kernel)
     column_sums(d_gates, d_bias[0])
@@ -193,17 +193,21 @@ def gru_forward_reset_before(
 ):  # fmt: skip
     """GRU with ``reset_after=False``; ``bias`` is ``(3U,)``.
 
-    Caches: ``gates`` (B, T, 3U) activated z, r, hh; ``h_prev``/``h_used``
-    (B, T, U); ``r_h`` (B, T, U) = ``r * h_used``, the operand of ``R_h``.
+    Caches: ``gates`` (B, T, 3U) activated z, r, hh; ``h_prev`` (B, T, U),
+    ``h_used`` (B, T, W); ``r_h`` (B, T, U) = ``r * h_used``, the operand of
+    ``R_h``. With per-gate dropout (``W = 3U``) the candidate's dropped state
+    is the last ``U`` columns of ``h_used``.
     """
     n_batch, n_steps, _ = x.shape
     n_units = h0.shape[1]
+    width = rec_mask.shape[1]
+    offset = width - n_units
     input_projection(x, kernel, gates)
     kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
-    kernel_h = column_block(recurrent_kernel, 2 * n_units, 3 * n_units)
+    kernel_h = column_block(recurrent_kernel[offset:], 2 * n_units, 3 * n_units)
     h = h_final
     copy_into(h, h0)
-    h_step = np.empty((n_batch, n_units), dtype=x.dtype)
+    h_step = np.empty((n_batch, width), dtype=x.dtype)
     rh_step = np.empty((n_batch, n_units), dtype=x.dtype)
     rec_zr = np.empty((n_batch, 2 * n_units), dtype=x.dtype)
     rec_h = np.empty((n_batch, n_units), dtype=x.dtype)
@@ -214,7 +218,7 @@ def gru_forward_reset_before(
         np.dot(h_step, kernel_zr, rec_zr)
         for b in range(n_batch):
             _gates_zr_forward(
-                gates[b, t], rec_zr[b], bias, h_step[b], recurrent_activation, rh_step[b]
+                gates[b, t], rec_zr[b], bias, h_step[b, offset:], recurrent_activation, rh_step[b]
             )
             copy_into(r_h[b, t], rh_step[b])
         np.dot(rh_step, kernel_h, rec_h)
@@ -263,8 +267,10 @@ def gru_backward_reset_before(
     """
     n_batch, n_steps, _ = x.shape
     n_units = d_h0.shape[1]
+    width = rec_mask.shape[1]
+    offset = width - n_units
     kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
-    kernel_h = column_block(recurrent_kernel, 2 * n_units, 3 * n_units)
+    kernel_h = column_block(recurrent_kernel[offset:], 2 * n_units, 3 * n_units)
     dh = d_h0
     copy_into(dh, d_h_final)
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
@@ -272,7 +278,7 @@ def gru_backward_reset_before(
     d_cand = np.zeros((n_batch, n_units), dtype=x.dtype)
     d_zr = np.zeros((n_batch, 2 * n_units), dtype=x.dtype)
     d_rh = np.empty((n_batch, n_units), dtype=x.dtype)
-    d_hu = np.empty((n_batch, n_units), dtype=x.dtype)
+    d_hu = np.empty((n_batch, width), dtype=x.dtype)
     d_hu_from_r = np.zeros((n_batch, n_units), dtype=x.dtype)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
@@ -293,21 +299,22 @@ def gru_backward_reset_before(
         for b in range(n_batch):
             if mask[b, t]:
                 _reset_backward(
-                    d_rh[b], gates[b, t], h_used[b, t], recurrent_activation,
+                    d_rh[b], gates[b, t], h_used[b, t, offset:], recurrent_activation,
                     d_gates[b, t], d_zr[b], d_hu_from_r[b],
                 )  # fmt: skip
             else:
                 fill(d_zr[b], 0.0)
                 fill(d_hu_from_r[b], 0.0)
         np.dot(d_zr, kernel_zr.T, d_hu)
-        add_into(d_hu, d_hu_from_r)
-        add_product(dh, d_hu, rec_mask)
+        for b in range(n_batch):
+            add_into(d_hu[b, offset:], d_hu_from_r[b])
+        add_masked_state_grad(dh, d_hu, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
     d_zr_all = column_block(d_gates, 0, 2 * n_units)
     d_h_all = column_block(d_gates, 2 * n_units, 3 * n_units)
-    d_rec_zr = np.empty((n_units, 2 * n_units), dtype=x.dtype)
-    d_rec_h = np.empty((n_units, n_units), dtype=x.dtype)
+    d_rec_zr = np.empty((width, 2 * n_units), dtype=x.dtype)
+    d_rec_h = np.zeros((width, n_units), dtype=x.dtype)
     matmul_tn(h_used, d_zr_all, d_rec_zr)
-    matmul_tn(r_h, d_h_all, d_rec_h)
+    matmul_tn(r_h, d_h_all, d_rec_h[offset:])
     join_columns(d_rec_zr, d_rec_h, d_recurrent_kernel)
     column_sums(d_gates, d_bias)

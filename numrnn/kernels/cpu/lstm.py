@@ -11,7 +11,7 @@ from numrnn.kernels.cpu._common import (
     activate,
     activation_grad,
     add_into,
-    add_product,
+    add_masked_state_grad,
     column_sums,
     copy_into,
     emit_output,
@@ -73,7 +73,7 @@ def lstm_forward(
     c = c_final
     copy_into(h, h0)
     copy_into(c, c0)
-    h_step = np.empty((n_batch, n_units), dtype=x.dtype)
+    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     rec = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
     c_new = np.empty(n_units, dtype=x.dtype)
@@ -137,7 +137,7 @@ def lstm_backward(
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, n_units), dtype=x.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         for b in range(n_batch):
@@ -154,7 +154,7 @@ def lstm_backward(
                 fill(d_step[b], 0.0)
             copy_into(d_gates[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_product(dh, dh_rec, rec_mask)
+        add_masked_state_grad(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
     matmul_tn(h_used, d_gates, d_recurrent_kernel)
     column_sums(d_gates, d_bias)

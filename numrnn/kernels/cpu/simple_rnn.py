@@ -12,7 +12,7 @@ from numrnn.kernels.cpu._common import (
     activate,
     activation_grad,
     add_into,
-    add_product,
+    add_masked_state_grad,
     column_sums,
     copy_into,
     emit_output,
@@ -51,7 +51,7 @@ def simple_rnn_forward(
     input_projection(x, kernel, states)
     h = h_final
     copy_into(h, h0)
-    h_step = np.empty((n_batch, n_units), dtype=x.dtype)
+    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     rec = np.empty((n_batch, n_units), dtype=x.dtype)
     h_new = np.empty(n_units, dtype=x.dtype)
     for s in range(n_steps):
@@ -88,7 +88,7 @@ def simple_rnn_backward(
     carry = np.zeros((n_batch, n_units), dtype=x.dtype)
     dh_total = np.empty(n_units, dtype=x.dtype)
     d_step = np.empty((n_batch, n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, n_units), dtype=x.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         for b in range(n_batch):
@@ -102,7 +102,7 @@ def simple_rnn_backward(
                 fill(d_step[b], 0.0)
             copy_into(d_pre[b, t], d_step[b])
         np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_product(dh, dh_rec, rec_mask)
+        add_masked_state_grad(dh, dh_rec, rec_mask)
     input_and_kernel_grads(x, kernel, d_pre, d_x, d_kernel)
     matmul_tn(h_used, d_pre, d_recurrent_kernel)
     column_sums(d_pre, d_bias)
