@@ -5,8 +5,9 @@ cache) on first use.
 """
 
 from numrnn import config, layers
+from numrnn.estimators import RNNClassifier, RNNRegressor
 from numrnn.models import Sequential
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Sequential", "config", "layers", "__version__"]
+__all__ = ["RNNClassifier", "RNNRegressor", "Sequential", "config", "layers", "__version__"]

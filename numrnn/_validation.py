@@ -175,17 +175,17 @@ def input_kind(X):
         raise TypeError(f"X must be an array-like of sequences; got {type(X).__name__}.")
     if isinstance(X, (list, tuple)) and _is_ragged(X):
         return "ragged"
-    ndim = np.ndim(X)
+    ndim = np.asarray(X).ndim
     if ndim == 2:
         return "tabular"
     if ndim == 3:
         return "array"
-    if ndim == 1 and len(X) > 0 and all(np.ndim(item) == 2 for item in X):
+    if ndim == 1 and len(X) > 0 and all(np.asarray(item).ndim == 2 for item in X):
         return "ragged"  # e.g. an object array of 2-D sequences
     raise ValueError(
         f"Expected 2D array, got {ndim}D array instead: X must be 3-D (n_sequences, "
         "n_timesteps, n_features), 2-D (n_sequences, n_timesteps) for univariate "
-        "sequences, or a list of per-sequence arrays. Reshape a single sequence with "
+        "sequences, or a list of per-sequence arrays. Reshape your data: a single sequence with "
         "X[None] and a 1-D array of values with X.reshape(1, -1)."
     )
 
@@ -244,8 +244,7 @@ def _check_not_empty(n_sequences, n_timesteps, n_features, shape):
         )
     if n_timesteps == 0:
         raise ValueError(
-            f"Found sequences with 0 time step(s) (shape={shape}) while a minimum of 1 "
-            "is required."
+            f"Found sequences with 0 time step(s) (shape={shape}) while a minimum of 1 is required."
         )
     if n_features == 0:
         raise ValueError(
@@ -350,8 +349,7 @@ def check_sequences(X, *, dtype, kind=None):
         array = array[:, :, None]
     if array.ndim != 3:
         raise ValueError(
-            f"Expected a 3-D array (n_sequences, n_timesteps, n_features); got shape "
-            f"{array.shape}."
+            f"Expected a 3-D array (n_sequences, n_timesteps, n_features); got shape {array.shape}."
         )
     _check_not_empty(*array.shape, array.shape)
     values = np.ascontiguousarray(array, dtype=dtype)
@@ -369,8 +367,7 @@ def _pad_ragged_targets(items, data):
     arrays = [np.asarray(item) for item in items]
     if len(arrays) != data.n_sequences:
         raise ValueError(
-            f"X has {data.n_sequences} sequences but y has {len(arrays)} entries; "
-            "they must match."
+            f"X has {data.n_sequences} sequences but y has {len(arrays)} entries; they must match."
         )
     trailing = {a.shape[1:] for a in arrays}
     if len(trailing) != 1 or any(a.ndim not in (1, 2) for a in arrays):
@@ -456,9 +453,7 @@ def check_targets(y, data, *, per_step="auto"):
         If ``y`` is sparse.
     """
     if y is None:
-        raise ValueError(
-            "This estimator requires y to be passed, but the target y is None."
-        )
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
     if _is_sparse(y):
         raise TypeError("Sparse targets are not supported; pass a dense array.")
     n_sequences, n_timesteps = data.n_sequences, data.n_timesteps
@@ -473,6 +468,11 @@ def check_targets(y, data, *, per_step="auto"):
         if per_step is False:
             raise ValueError("y is a list of arrays of different lengths but per_step=False.")
         values, step = _pad_ragged_targets(y, data), True
+    elif isinstance(y, (list, tuple)) and data.mask is not None and per_step is not False:
+        lengths = [len(item) if np.ndim(item) >= 1 else -1 for item in y]
+        if per_step is True or lengths == list(data.lengths):
+            # one array per sequence, with one entry per step
+            values, step = _pad_ragged_targets(y, data), True
     if values is None:
         values = np.asarray(y)
     if step is None:
@@ -495,9 +495,7 @@ def check_targets(y, data, *, per_step="auto"):
                 )
             step = _decide_per_step(values, n_timesteps, per_step)
     if step and values.shape[1] != n_timesteps:
-        raise ValueError(
-            f"Per-step targets have {values.shape[1]} steps but X has {n_timesteps}."
-        )
+        raise ValueError(f"Per-step targets have {values.shape[1]} steps but X has {n_timesteps}.")
     if step and values.ndim > 3 or not step and values.ndim > 2:
         raise ValueError(f"y has too many dimensions: shape {values.shape}.")
     mask = data.mask if step else None

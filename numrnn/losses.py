@@ -17,7 +17,8 @@ categorical cross-entropy, whose integer labels have the entry shape
 Reduction
 ---------
 ``mask`` (bool, entry shape ``(N,)`` or ``(N, T)``, True = counts) and
-``sample_weight`` (``(N,)``, broadcast over time steps) combine as::
+``sample_weight`` (``(N,)``, broadcast over time steps, or one weight per
+entry) combine as::
 
     value = sum(sample_weight * entry_loss over counted entries)
             / number of counted entries
@@ -153,13 +154,16 @@ def _entry_weights(entry_shape, sample_weight, mask):
     weights = counted.astype(np.float64)
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        if sample_weight.shape != (entry_shape[0],):
+        if sample_weight.shape == entry_shape:
+            weights = weights * sample_weight
+        elif sample_weight.shape == (entry_shape[0],):
+            per_sample = sample_weight.reshape((-1,) + (1,) * (len(entry_shape) - 1))
+            weights = weights * per_sample
+        else:
             raise ValueError(
                 f"sample_weight has shape {sample_weight.shape}; expected ({entry_shape[0]},), "
-                "one weight per sample."
+                f"one weight per sample, or the entry shape {entry_shape}."
             )
-        per_sample = sample_weight.reshape((-1,) + (1,) * (len(entry_shape) - 1))
-        weights = weights * per_sample
     return weights, counted
 
 
@@ -194,8 +198,8 @@ def mean_squared_error(y_true, y_pred, *, sample_weight=None, mask=None):
         Targets.
     y_pred : ndarray of the same shape
         Predictions.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
 
@@ -226,8 +230,8 @@ def mean_absolute_error(y_true, y_pred, *, sample_weight=None, mask=None):
         Targets.
     y_pred : ndarray of the same shape
         Predictions.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
 
@@ -259,8 +263,8 @@ def huber(y_true, y_pred, *, sample_weight=None, mask=None, delta=1.0):
         Targets.
     y_pred : ndarray of the same shape
         Predictions.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
     delta : float, default=1.0
@@ -309,8 +313,8 @@ def binary_crossentropy_from_logits(y_true, logits, *, sample_weight=None, mask=
         Targets in [0, 1] (usually 0 or 1).
     logits : ndarray of the same shape
         Pre-sigmoid outputs.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
 
@@ -349,8 +353,8 @@ def categorical_crossentropy_from_logits(y_true, logits, *, sample_weight=None, 
         One-hot targets or integer labels in ``[0, K)``.
     logits : ndarray of shape (N, K) or (N, T, K)
         Pre-softmax outputs.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
 
@@ -389,8 +393,8 @@ def sparse_categorical_crossentropy_from_logits(y_true, logits, *, sample_weight
         value.
     logits : ndarray of shape (N, K) or (N, T, K)
         Pre-softmax outputs.
-    sample_weight : array-like of shape (N,), default=None
-        Per-sample weights.
+    sample_weight : array-like of shape (N,) or (N, T), default=None
+        Per-sample (or per-entry) weights.
     mask : array-like of bool, shape (N,) or (N, T), default=None
         True where an entry counts.
 

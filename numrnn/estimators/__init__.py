@@ -1,0 +1,6 @@
+"""scikit-learn estimators built on numrnn's recurrent layers."""
+
+from numrnn.estimators.classifier import RNNClassifier
+from numrnn.estimators.regressor import RNNRegressor
+
+__all__ = ["RNNClassifier", "RNNRegressor"]
