@@ -1,0 +1,48 @@
+"""``import numrnn`` must compile nothing: kernels compile on first use."""
+
+import json
+import subprocess
+import sys
+
+PROBE = r"""
+import json, sys
+import numrnn  # noqa: F401
+from numba.core.dispatcher import Dispatcher
+
+compiled = []
+for name, module in list(sys.modules.items()):
+    if not name.startswith("numrnn"):
+        continue
+    for attr, value in vars(module).items():
+        if isinstance(value, Dispatcher) and value.signatures:
+            compiled.append(f"{name}.{attr}")
+print(json.dumps({"compiled": compiled}))
+"""
+
+
+def _probe():
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_compiles_no_kernel():
+    report = _probe()
+    assert report["compiled"] == []
+
+
+def test_probe_detects_a_compiled_kernel():
+    """The probe itself can fail: after one call a dispatcher has a signature."""
+    code = PROBE.replace(
+        "from numba.core.dispatcher import Dispatcher",
+        "from numba.core.dispatcher import Dispatcher\n"
+        "import numpy as np\n"
+        "from numrnn import layers\n"
+        "layers.SimpleRNN(2)(np.zeros((1, 2, 1), dtype='float32'))",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["compiled"], "the probe should see the kernels compiled by a layer call"
