@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from numrnn.kernels import check_device
 from numrnn.layers.base import Layer, as_list, check_cotangents, unwrap
 from numrnn.layers.core import Input
 
@@ -15,6 +16,15 @@ class Sequential:
         The layers, optionally preceded by an :class:`~numrnn.layers.Input`
         giving the input shape.
     name : str, default="sequential"
+    device : {"cpu", "cuda", "auto"}, optional
+        Where the recurrent layers run (see :class:`~numrnn.layers.RNN`). When
+        given, it is set on every layer that has a ``device`` (the recurrent
+        layers and ``Bidirectional``), including layers added later with
+        :meth:`add`, overriding their own setting; None (the default) leaves
+        each layer's ``device`` alone. Dense, Embedding and the other
+        layers always compute with numpy on the host; on CUDA the recurrent
+        layers move their inputs to the GPU and their outputs back once per
+        call.
 
     Notes
     -----
@@ -24,12 +34,29 @@ class Sequential:
     even after ``go_backwards``), Dense/Dropout/TimeDistributed pass it on.
     """
 
-    def __init__(self, layers=None, name="sequential"):
+    def __init__(self, layers=None, name="sequential", device=None):
         self.name = name
         self.layers = []
         self._input_shape = None
+        self._device = None if device is None else check_device(device)
         for layer in layers or []:
             self.add(layer)
+
+    @property
+    def device(self):
+        """The device set on the layers, or None when each layer keeps its own.
+
+        Setting it (to ``"cpu"``, ``"cuda"`` or ``"auto"``) sets it on every
+        layer that has a ``device``.
+        """
+        return self._device
+
+    @device.setter
+    def device(self, value):
+        self._device = None if value is None else check_device(value)
+        if self._device is not None:
+            for layer in self.layers:
+                _set_device(layer, self._device)
 
     def add(self, layer):
         """Append a layer (or an ``Input`` as the first element)."""
@@ -40,6 +67,8 @@ class Sequential:
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential expects numrnn layers, got {type(layer).__name__}.")
+        if self._device is not None:
+            _set_device(layer, self._device)
         self.layers.append(layer)
         if self._input_shape is not None:
             self.build(self._input_shape)
@@ -184,6 +213,14 @@ class Sequential:
         text += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         text += [rule, f"Total params: {self.count_params():,}", rule]
         (print_fn or print)("\n".join(text))
+
+
+def _set_device(layer, device):
+    if hasattr(layer, "device"):
+        layer.device = device
+    inner = getattr(layer, "layer", None)  # TimeDistributed
+    if inner is not None and hasattr(inner, "device"):
+        inner.device = device
 
 
 __all__ = ["Sequential", "unwrap"]

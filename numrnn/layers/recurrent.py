@@ -2,16 +2,15 @@
 
 The layer owns the weights (Keras layout), the sequence semantics
 (``return_sequences``, ``return_state``, ``stateful``, dropout masks) and
-input checks; the numba kernels in ``numrnn.kernels.cpu`` do the time loop.
+input checks; the numba kernels do the time loop: ``numrnn.kernels.cpu``, or
+their CUDA twins in ``numrnn.kernels.cuda`` when ``device="cuda"``.
 """
 
 import numpy as np
 
 from numrnn.activations import recurrent_activation_code
 from numrnn.initializers import check_initializer, initialize
-from numrnn.kernels.cpu import gru as gru_kernels
-from numrnn.kernels.cpu import lstm as lstm_kernels
-from numrnn.kernels.cpu import simple_rnn as simple_rnn_kernels
+from numrnn.kernels import check_device, get_backend
 from numrnn.layers.base import (
     Layer,
     check_float_input,
@@ -55,6 +54,18 @@ class RNN(Layer):
         Masked steps output zeros instead of repeating the previous output.
     dtype : str, optional
     name : str, optional
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the recurrent kernels run. ``"cuda"`` runs the ``numba.cuda``
+        twins of the CPU kernels on an NVIDIA GPU (needs the ``cuda`` extra,
+        numba-cuda, and a GPU, else the call raises
+        :class:`numrnn.kernels.DeviceUnavailableError`); ``"auto"`` picks
+        ``"cuda"`` when numba-cuda and a real GPU are present and the CPU
+        otherwise. The device is resolved at each call, so a model built on
+        one machine runs on another. On CUDA the inputs and weights move to
+        the GPU once per call, the forward caches stay there until the
+        backward pass, and outputs and gradients come back as numpy arrays;
+        results match the CPU kernels up to floating-point rounding. It can
+        be changed after construction (``layer.device = "cuda"``).
     """
 
     _n_gates = 1
@@ -79,8 +90,10 @@ class RNN(Layer):
         zero_output_for_mask=False,
         dtype=None,
         name=None,
+        device="cpu",
     ):
         super().__init__(dtype=dtype, name=name)
+        self.device = device
         self.units = check_positive_int(units, "units")
         self.activation = activation
         self._activation_code = recurrent_activation_code(activation, "activation")
@@ -125,11 +138,21 @@ class RNN(Layer):
             "zero_output_for_mask": self.zero_output_for_mask,
             "dtype": self.dtype.name,
             "name": self.name,
+            "device": self.device,
         }
         for extra in ("recurrent_activation", "unit_forget_bias", "reset_after"):
             if hasattr(self, extra):
                 config[extra] = getattr(self, extra)
         return config
+
+    @property
+    def device(self):
+        """Where the kernels run: ``"cpu"``, ``"cuda"`` or ``"auto"`` (see the class doc)."""
+        return self._device
+
+    @device.setter
+    def device(self, value):
+        self._device = check_device(value, f"{self.name}: device")
 
     # -- weights -----------------------------------------------------------
     def _bias_shape(self):
@@ -296,21 +319,29 @@ class RNN(Layer):
             raise ValueError(f"{self.name}: got an empty input of shape {x.shape}.")
         mask = check_mask(mask, (n_batch, n_steps), self.name)
         states = self._entry_states(initial_state, n_batch)
+        backend = get_backend(self.device)
         x_in, kernel, recurrent, input_masks, rec_mask, rec_dropout = self._effective_operands(
             x, training
         )
         kernel_mask = np.ones((n_batch, n_steps), dtype=bool) if mask is None else mask
-        out = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
         bias = self.bias if self.use_bias else self._zero_bias
-        final_states, caches = self._kernel_forward(
-            x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
+        # one transfer per operand and call (identity on the CPU)
+        x_in, kernel, recurrent, bias, kernel_mask, rec_mask = (
+            backend.to_device(a) for a in (x_in, kernel, recurrent, bias, kernel_mask, rec_mask)
         )
+        states = [backend.to_device(s) for s in states]
+        out = backend.empty((n_batch, n_steps, self.units), self.dtype)
+        final_states, caches = self._kernel_forward(
+            backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
+        )
+        final_states = [backend.to_host(s) for s in final_states]
         if self.stateful:
             for dst, src in zip(self._states, final_states):
                 dst[...] = src
-        output = out if self.return_sequences else np.ascontiguousarray(out[:, -1])
+        output = backend.to_host(out) if self.return_sequences else backend.last_step(out)
         outputs = [output] + (list(final_states) if self.return_state else [])
         cache = {
+            "backend": backend,
             "x": x_in,
             "kernel": kernel,
             "recurrent_kernel": recurrent,
@@ -323,6 +354,7 @@ class RNN(Layer):
         return outputs, cache
 
     def _backward(self, cache, cotangents):
+        backend = cache["backend"]
         x = cache["x"]
         n_batch, n_steps, _ = x.shape
         if self.return_sequences:
@@ -334,9 +366,15 @@ class RNN(Layer):
             d_states = cotangents[1:]
         else:
             d_states = self._zero_states(n_batch)
+        d_out = backend.to_device(d_out)
+        d_states = [backend.to_device(d) for d in d_states]
         d_x, d_kernel, d_recurrent, d_bias, d_states0 = self._kernel_backward(
             cache, d_out, d_states
         )
+        d_x, d_kernel, d_recurrent, d_bias = (
+            backend.to_host(a) for a in (d_x, d_kernel, d_recurrent, d_bias)
+        )
+        d_states0 = [backend.to_host(d) for d in d_states0]
         input_masks = cache["input_masks"]
         if input_masks is not None:
             n_features = self._n_features
@@ -355,31 +393,41 @@ class RNN(Layer):
     def _activation_codes(self):
         return self._activation_code, 0
 
-    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(
+        self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
+    ):
+        """Run the forward kernel of ``backend`` (arrays already on its device).
+
+        Returns ``(final_states, caches)``; the caches stay on the device for
+        :meth:`_kernel_backward`.
+        """
         raise NotImplementedError
 
     def _kernel_backward(self, cache, d_out, d_states):
+        """Run the backward kernel; returns ``(d_x, d_kernel, d_rec, d_bias, d_states0)``
+        as arrays of the cache's backend."""
         raise NotImplementedError
 
-    def _step_buffers(self, x, n, rec_mask, rec_dropout):
+    def _step_buffers(self, backend, x, n, rec_mask, rec_dropout):
         """``n`` (B, T, U) cache buffers plus ``h_used`` (B, T, W), which aliases
         ``h_prev`` (the first buffer) when there is no recurrent dropout."""
         shape = (x.shape[0], x.shape[1], self.units)
-        buffers = [np.empty(shape, dtype=self.dtype) for _ in range(n)]
+        buffers = [backend.empty(shape, self.dtype) for _ in range(n)]
         if rec_dropout:
-            h_used = np.empty(shape[:2] + (rec_mask.shape[1],), dtype=self.dtype)
+            h_used = backend.empty(shape[:2] + (rec_mask.shape[1],), self.dtype)
         else:
             h_used = buffers[0]
         return buffers, h_used
 
     def _grad_buffers(self, cache):
+        backend = cache["backend"]
         x = cache["x"]
         return (
-            np.empty(x.shape, dtype=self.dtype),
-            np.empty(cache["kernel"].shape, dtype=self.dtype),
-            np.empty(cache["recurrent_kernel"].shape, dtype=self.dtype),
-            np.empty(self._bias_shape(), dtype=self.dtype),
-            [np.empty((x.shape[0], self.units), dtype=self.dtype) for _ in range(self._n_states)],
+            backend.empty(x.shape, self.dtype),
+            backend.empty(cache["kernel"].shape, self.dtype),
+            backend.empty(cache["recurrent_kernel"].shape, self.dtype),
+            backend.empty(self._bias_shape(), self.dtype),
+            [backend.empty((x.shape[0], self.units), self.dtype) for _ in range(self._n_states)],
         )
 
 
@@ -416,12 +464,14 @@ class SimpleRNN(RNN):
     (units, units)``, ``bias (units,)``. See :class:`RNN` for the arguments.
     """
 
-    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(
+        self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
+    ):
         n_batch, n_steps, _ = x.shape
-        gates = np.empty((n_batch, n_steps, self.units), dtype=self.dtype)
-        (h_prev,), h_used = self._step_buffers(x, 1, rec_mask, rec_dropout)
-        h_final = np.empty((n_batch, self.units), dtype=self.dtype)
-        simple_rnn_kernels.simple_rnn_forward(
+        gates = backend.empty((n_batch, n_steps, self.units), self.dtype)
+        (h_prev,), h_used = self._step_buffers(backend, x, 1, rec_mask, rec_dropout)
+        h_final = backend.empty((n_batch, self.units), self.dtype)
+        backend.simple_rnn.simple_rnn_forward(
             x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
             out, gates, h_prev, h_used, h_final,
@@ -432,8 +482,8 @@ class SimpleRNN(RNN):
         x = cache["x"]
         gates, h_used = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
-        d_pre = np.empty_like(gates)
-        simple_rnn_kernels.simple_rnn_backward(
+        d_pre = cache["backend"].empty(gates.shape, self.dtype)
+        cache["backend"].simple_rnn.simple_rnn_backward(
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
             gates, h_used, d_out, d_states[0],
@@ -477,12 +527,15 @@ class LSTM(RNN):
             bias[self.units : 2 * self.units] = 1.0
         return bias
 
-    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(
+        self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
+    ):
         n_batch, n_steps, _ = x.shape
-        gates = np.empty((n_batch, n_steps, 4 * self.units), dtype=self.dtype)
-        (h_prev, c_prev, c_act), h_used = self._step_buffers(x, 3, rec_mask, rec_dropout)
-        h_final, c_final = self._zero_states(n_batch)
-        lstm_kernels.lstm_forward(
+        gates = backend.empty((n_batch, n_steps, 4 * self.units), self.dtype)
+        (h_prev, c_prev, c_act), h_used = self._step_buffers(backend, x, 3, rec_mask, rec_dropout)
+        h_final = backend.empty((n_batch, self.units), self.dtype)
+        c_final = backend.empty((n_batch, self.units), self.dtype)
+        backend.lstm.lstm_forward(
             x, kernel, recurrent, bias, mask, states[0], states[1], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
@@ -494,8 +547,8 @@ class LSTM(RNN):
         x = cache["x"]
         gates, h_used, c_prev, c_act = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0, d_c0) = self._grad_buffers(cache)
-        d_gates = np.empty_like(gates)
-        lstm_kernels.lstm_backward(
+        d_gates = cache["backend"].empty(gates.shape, self.dtype)
+        cache["backend"].lstm.lstm_backward(
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
@@ -538,14 +591,15 @@ class GRU(RNN):
         width = 3 * self.units
         return (2, width) if self.reset_after else (width,)
 
-    def _kernel_forward(self, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out):
+    def _kernel_forward(
+        self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
+    ):
         n_batch, n_steps, _ = x.shape
-        gates = np.empty((n_batch, n_steps, 3 * self.units), dtype=self.dtype)
-        (h_prev, extra), h_used = self._step_buffers(x, 2, rec_mask, rec_dropout)
-        h_final = np.empty((n_batch, self.units), dtype=self.dtype)
-        forward = (
-            gru_kernels.gru_forward if self.reset_after else gru_kernels.gru_forward_reset_before
-        )
+        gates = backend.empty((n_batch, n_steps, 3 * self.units), self.dtype)
+        (h_prev, extra), h_used = self._step_buffers(backend, x, 2, rec_mask, rec_dropout)
+        h_final = backend.empty((n_batch, self.units), self.dtype)
+        kernels = backend.gru
+        forward = kernels.gru_forward if self.reset_after else kernels.gru_forward_reset_before
         forward(
             x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,
@@ -558,18 +612,20 @@ class GRU(RNN):
         x = cache["x"]
         gates, h_prev, h_used, extra = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
-        d_gates = np.empty_like(gates)
+        backend = cache["backend"]
+        d_gates = backend.empty(gates.shape, self.dtype)
         common = (
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask, gates, h_prev, h_used, extra, d_out, d_states[0],
         )  # fmt: skip
         if self.reset_after:
-            gru_kernels.gru_backward(
-                *common, d_gates, np.empty_like(gates), d_x, d_kernel, d_rec, d_bias, d_h0
-            )
+            backend.gru.gru_backward(
+                *common, d_gates, backend.empty(gates.shape, self.dtype),
+                d_x, d_kernel, d_rec, d_bias, d_h0,
+            )  # fmt: skip
         else:
-            gru_kernels.gru_backward_reset_before(
+            backend.gru.gru_backward_reset_before(
                 *common, d_gates, d_x, d_kernel, d_rec, d_bias, d_h0
             )
         return d_x, d_kernel, d_rec, d_bias, [d_h0]

@@ -41,6 +41,11 @@ class Bidirectional(Layer):
         Float dtype of both directions. Defaults to ``layer.dtype``; a
         different dtype builds the forward (and derived backward) copy in it.
     name : str, optional
+    device : {"cpu", "cuda", "auto"}, optional
+        Where both directions run (see :class:`~numrnn.layers.RNN`). None
+        (the default) keeps each direction's own ``device``: the copies of
+        ``layer`` inherit ``layer.device``, a given ``backward_layer`` keeps
+        its own. Setting ``bidirectional.device`` later sets both directions.
 
     Notes
     -----
@@ -50,7 +55,9 @@ class Bidirectional(Layer):
     forward states then the backward states.
     """
 
-    def __init__(self, layer, merge_mode="concat", backward_layer=None, dtype=None, name=None):
+    def __init__(
+        self, layer, merge_mode="concat", backward_layer=None, dtype=None, name=None, device=None
+    ):
         if not isinstance(layer, RNN):
             raise TypeError(
                 f"Bidirectional expects a SimpleRNN, LSTM or GRU layer, got {type(layer).__name__}."
@@ -98,6 +105,18 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self.stateful = layer.stateful
+        if device is not None:
+            self.device = device
+
+    @property
+    def device(self):
+        """Device of the forward direction; setting it sets both directions."""
+        return self.forward_layer.device
+
+    @device.setter
+    def device(self, value):
+        self.forward_layer.device = value
+        self.backward_layer.device = value
 
     def build(self, input_shape):
         for sub in (self.forward_layer, self.backward_layer):
