@@ -129,6 +129,17 @@ class Layer:
                 )
             dst[...] = src
 
+    def get_config(self):
+        """Constructor arguments, enough to rebuild an unbuilt copy of the layer.
+
+        Returns
+        -------
+        dict
+            JSON-friendly values keyed by constructor argument name; the
+            base class holds ``dtype`` and ``name``, subclasses add theirs.
+        """
+        return {"dtype": self.dtype.name, "name": self.name}
+
     def count_params(self):
         """Number of scalar weights (the layer must be built)."""
         if not self.built:

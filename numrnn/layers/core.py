@@ -62,6 +62,19 @@ class Dense(Layer):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
 
+    def get_config(self):
+        """Constructor arguments (see :meth:`Layer.get_config`)."""
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            seed=self.seed,
+        )
+        return config
+
     def build(self, input_shape):
         """Create ``kernel (input_dim, units)`` and ``bias (units,)``."""
         n_in = input_shape[-1]
@@ -126,6 +139,18 @@ class Embedding(Layer):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
 
+    def get_config(self):
+        """Constructor arguments (see :meth:`Layer.get_config`)."""
+        config = super().get_config()
+        config.update(
+            input_dim=self.input_dim,
+            output_dim=self.output_dim,
+            embeddings_initializer=self.embeddings_initializer,
+            mask_zero=self.mask_zero,
+            seed=self.seed,
+        )
+        return config
+
     def build(self, input_shape):
         """Create ``embeddings (input_dim, output_dim)``."""
         self.embeddings = initialize(
@@ -184,6 +209,12 @@ class Masking(Layer):
         super().__init__(dtype=dtype, name=name)
         self.mask_value = mask_value
 
+    def get_config(self):
+        """Constructor arguments (see :meth:`Layer.get_config`)."""
+        config = super().get_config()
+        config["mask_value"] = self.mask_value
+        return config
+
     def compute_mask(self, inputs, mask):
         return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
 
@@ -213,6 +244,12 @@ class Dropout(Layer):
         self.rate = check_rate(rate, "rate")
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+
+    def get_config(self):
+        """Constructor arguments (see :meth:`Layer.get_config`)."""
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
 
     def _forward(self, x, mask, initial_state, training):
         x = check_float_input(x, self.dtype, self.name)
@@ -249,6 +286,16 @@ class TimeDistributed(Layer):
                 f"dtype {layer.dtype}: build the inner layer with dtype={str(self.dtype)!r}."
             )
         self.layer = layer
+
+    def get_config(self):
+        """Constructor arguments; the wrapped layer as ``{"class_name", "config"}``
+        (the Keras convention)."""
+        config = super().get_config()
+        config["layer"] = {
+            "class_name": type(self.layer).__name__,
+            "config": self.layer.get_config(),
+        }
+        return config
 
     def build(self, input_shape):
         if len(input_shape) < 3:
