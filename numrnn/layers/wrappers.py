@@ -137,6 +137,14 @@ class Bidirectional(Layer):
             return None
         return list(fwd) + list(bwd)
 
+    def get_config(self):
+        """Constructor arguments; the wrapped layers as ``{"class_name", "config"}``."""
+        config = super().get_config()
+        config["merge_mode"] = self.merge_mode
+        for key, sub in (("layer", self.forward_layer), ("backward_layer", self.backward_layer)):
+            config[key] = {"class_name": type(sub).__name__, "config": sub.get_config()}
+        return config
+
     def reset_states(self):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
