@@ -5,9 +5,17 @@ cache) on first use.
 """
 
 from numrnn import config, layers
-from numrnn.estimators import RNNClassifier, RNNRegressor
+from numrnn.estimators import RNNClassifier, RNNForecaster, RNNRegressor
 from numrnn.models import Sequential
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["RNNClassifier", "RNNRegressor", "Sequential", "config", "layers", "__version__"]
+__all__ = [
+    "RNNClassifier",
+    "RNNForecaster",
+    "RNNRegressor",
+    "Sequential",
+    "config",
+    "layers",
+    "__version__",
+]

@@ -19,6 +19,13 @@ Accepted forms of ``X``
   ``(sequence id, time)``, one row per step and one column per feature;
   sequences in order of first appearance, rows sorted by time.
 
+For stateful (chunked) training over long series, :func:`check_series`
+reads ``X`` differently: a 1-D array or a Series is one univariate series,
+a 2-D array or a plain DataFrame indexed by time is *one* series
+``(n_timesteps, n_features)`` (kind ``"series"``), while 3-D arrays, ragged
+lists and MultiIndex frames are several parallel series.
+:func:`check_series_targets` aligns per-step targets with them.
+
 Targets (:func:`check_targets`) are one per sequence, ``(N,)`` or
 ``(N, n_outputs)``, or one per step, ``(N, T)`` or ``(N, T, n_outputs)``,
 padded like ``X`` (ragged per-step targets come as a list of arrays, pandas
@@ -41,10 +48,12 @@ __all__ = [
     "from_tabular",
     "check_targets",
     "check_sample_weight",
+    "check_series",
+    "check_series_targets",
     "format_step_output",
 ]
 
-_KINDS = ("tabular", "array", "ragged", "frame")
+_KINDS = ("tabular", "array", "ragged", "frame", "series")
 
 
 @dataclass
@@ -59,12 +68,15 @@ class SequenceData:
         True at real steps; None when no step is padded.
     lengths : ndarray of int, shape (n_sequences,)
         Number of real steps of each sequence.
-    kind : {'tabular', 'array', 'ragged', 'frame'}
-        The form ``X`` came in (decides the form of per-step outputs).
+    kind : {'tabular', 'array', 'ragged', 'frame', 'series'}
+        The form ``X`` came in (decides the form of per-step outputs);
+        ``'series'`` is one long series (``n_sequences == 1``).
     layout : FrameLayout or None
         For pandas input: where each row of the frame went.
     feature_names : ndarray of object or None
         Column names of a pandas frame of sequences, when all are strings.
+    time_index : pandas.Index or None
+        For one series given as pandas: its time index.
     """
 
     values: np.ndarray
@@ -73,6 +85,7 @@ class SequenceData:
     kind: str
     layout: timeseries.FrameLayout | None = None
     feature_names: np.ndarray | None = None
+    time_index: pd.Index | None = None
 
     @property
     def n_sequences(self):
@@ -327,7 +340,7 @@ def check_sequences(X, *, dtype, kind=None):
             if _is_sparse(seq):
                 raise _sparse_error()
             sequences.append(_as_numeric(seq, f"X[{index}]"))
-        values, mask, lengths = timeseries.pad_sequences(sequences, dtype=dtype)
+        values, mask, lengths = timeseries.pad_and_mask(sequences, dtype=dtype)
         _check_not_empty(*values.shape, values.shape)
         _check_finite(values, "X")
         return SequenceData(
@@ -571,6 +584,184 @@ def check_sample_weight(sample_weight, n_sequences, *, dtype=np.float64):
 
 
 # --------------------------------------------------------------------------
+# Long series (stateful, chunked training)
+# --------------------------------------------------------------------------
+
+
+def _check_time_index(index, input_name):
+    if index.has_duplicates:
+        raise ValueError(
+            f"The time index of {input_name} has duplicate labels, e.g. "
+            f"{index[index.duplicated()][0]!r}; one row per time step is expected."
+        )
+    try:
+        ordered = index.is_monotonic_increasing
+    except TypeError:  # labels that cannot be compared: keep the row order
+        ordered = True
+    if not ordered:
+        raise ValueError(
+            f"The time index of {input_name} is not sorted; sort it first "
+            f"({input_name}.sort_index())."
+        )
+
+
+def check_series(X, *, dtype):
+    """Validate the input of a stateful (chunked) fit or predict.
+
+    Parameters
+    ----------
+    X : array-like, list of array-like, or pandas Series/DataFrame
+        One long series: a 1-D array or a Series (univariate), a 2-D array
+        ``(n_timesteps, n_features)`` or a DataFrame indexed by time (one
+        column per feature). Several parallel series: a 3-D array
+        ``(n_series, n_timesteps, n_features)``, a list of arrays of
+        different lengths (tails padded and masked) or a DataFrame indexed
+        by a ``(series id, time)`` MultiIndex.
+    dtype : numpy dtype
+        Float dtype of the canonical values.
+
+    Returns
+    -------
+    SequenceData
+        Kind ``'series'`` for one series (``n_sequences == 1``), else the
+        kind :func:`check_sequences` gives.
+
+    Raises
+    ------
+    TypeError
+        For non-numeric, sparse or missing data.
+    ValueError
+        For NaN/inf, empty input, an unsorted or duplicated time index, or
+        arrays of more than 3 dimensions.
+    """
+    if X is None:
+        raise TypeError(
+            "X is None; expected one long series (a 1-D/2-D array, Series or DataFrame "
+            "indexed by time) or several (a 3-D array, a list of arrays or a DataFrame "
+            "indexed by (series id, time))."
+        )
+    if _is_sparse(X):
+        raise _sparse_error()
+    if isinstance(X, (pd.Series, pd.DataFrame)):
+        if isinstance(X.index, pd.MultiIndex):
+            return check_sequences(X, dtype=dtype, kind="frame")
+        frame = X.to_frame() if isinstance(X, pd.Series) else X
+        non_numeric = [
+            str(name)
+            for name, col_dtype in frame.dtypes.items()
+            if not pd.api.types.is_numeric_dtype(col_dtype)
+        ]
+        if non_numeric:
+            raise TypeError(
+                f"Columns {non_numeric} of X are not numeric; every feature column must "
+                "hold numbers."
+            )
+        if any(pd.api.types.is_complex_dtype(dt) for dt in frame.dtypes):
+            raise ValueError("Complex data not supported in X; pass real numbers.")
+        _check_not_empty(1, frame.shape[0], frame.shape[1], frame.shape)
+        _check_time_index(frame.index, "X")
+        values = np.ascontiguousarray(frame.to_numpy(dtype=dtype, na_value=np.nan)[None])
+        _check_finite(values, "X")
+        names = np.asarray(frame.columns, dtype=object)
+        feature_names = names if all(isinstance(n, str) for n in names) else None
+        return SequenceData(
+            values=values,
+            mask=None,
+            lengths=np.array([values.shape[1]], dtype=np.intp),
+            kind="series",
+            feature_names=feature_names,
+            time_index=frame.index,
+        )
+    if isinstance(X, (str, bytes)) or np.isscalar(X):
+        raise TypeError(f"X must be an array-like series; got {type(X).__name__}.")
+    if isinstance(X, (list, tuple)) and _is_ragged(X):
+        return check_sequences(X, dtype=dtype, kind="ragged")
+    array = _as_numeric(X, "X")
+    if array.ndim == 3:
+        return check_sequences(array, dtype=dtype, kind="array")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(
+            f"Expected one series (1-D or 2-D (n_timesteps, n_features)) or several "
+            f"(3-D (n_series, n_timesteps, n_features)); got an array of shape {array.shape}."
+        )
+    _check_not_empty(1, *array.shape, array.shape)
+    values = np.ascontiguousarray(array[None], dtype=dtype)
+    _check_finite(values, "X")
+    return SequenceData(
+        values=values,
+        mask=None,
+        lengths=np.array([values.shape[1]], dtype=np.intp),
+        kind="series",
+    )
+
+
+def check_series_targets(y, data):
+    """Per-step targets aligned with the series of :func:`check_series`.
+
+    Parameters
+    ----------
+    y : array-like, list of array-like, or pandas Series/DataFrame
+        For one series: ``(n_timesteps,)`` or ``(n_timesteps, n_outputs)``,
+        or pandas indexed like a pandas ``X`` (aligned by label). For
+        several series: as :func:`check_targets` takes per-step targets.
+    data : SequenceData
+        The validated ``X``.
+
+    Returns
+    -------
+    TargetData
+        Per-step targets of shape ``(n_series, n_timesteps[, n_outputs])``.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is None or does not have one entry per step of ``X``.
+    """
+    if data.kind != "series":
+        return check_targets(y, data, per_step=True)
+    if y is None:
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
+    if _is_sparse(y):
+        raise TypeError("Sparse targets are not supported; pass a dense array.")
+    n_steps = data.n_timesteps
+    if isinstance(y, (pd.Series, pd.DataFrame)):
+        if isinstance(y.index, pd.MultiIndex):
+            raise ValueError(
+                "y is indexed by a MultiIndex but X is one series indexed by time; index "
+                "both the same way."
+            )
+        index = data.time_index
+        if index is not None and not y.index.equals(index):
+            if y.index.has_duplicates:
+                raise ValueError("y's time index has duplicate labels.")
+            missing = index.difference(y.index)
+            if len(missing):
+                raise ValueError(
+                    f"y has no target for {len(missing)} time step(s) of X, e.g. "
+                    f"{missing[0]!r}; per-step targets must cover every step of X."
+                )
+            y = y.reindex(index)
+        values = y.to_numpy()
+    else:
+        values = np.asarray(y)
+    if values.ndim == 0:
+        raise ValueError(f"y must be an array-like of per-step targets; got the scalar {y!r}.")
+    if values.ndim > 2:
+        raise ValueError(
+            f"For one series y must be (n_timesteps,) or (n_timesteps, n_outputs); got "
+            f"shape {values.shape}."
+        )
+    if values.shape[0] != n_steps:
+        raise ValueError(
+            f"X has {n_steps} time steps but y has {values.shape[0]}; a stateful fit needs "
+            "one target per time step."
+        )
+    return TargetData(values=values[None], per_step=True, mask=None)
+
+
+# --------------------------------------------------------------------------
 # Per-step outputs back in the user's form
 # --------------------------------------------------------------------------
 
@@ -592,10 +783,19 @@ def format_step_output(values, data, columns=None):
     ndarray, list of ndarray, or pandas Series/DataFrame
         Arrays for array input, one array per sequence (padding removed)
         for ragged input, and for pandas input a Series (or DataFrame when
-        there is a trailing axis) indexed like ``X``.
+        there is a trailing axis) indexed like ``X``. One long series
+        (kind ``'series'``) gives ``(n_timesteps, ...)``, as pandas indexed
+        by its time index when it came as pandas.
     """
     if data.kind == "ragged":
         return timeseries.unpad_sequences(values, data.lengths)
+    if data.kind == "series":
+        rows = values[0]
+        if data.time_index is None:
+            return rows
+        if rows.ndim == 1:
+            return pd.Series(rows, index=data.time_index)
+        return pd.DataFrame(rows, index=data.time_index, columns=columns)
     if data.kind == "frame":
         rows = data.layout.gather(values)
         if rows.ndim == 1:

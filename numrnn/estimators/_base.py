@@ -5,8 +5,13 @@ stopping) and ``partial_fit`` (one epoch), as in scikit-learn's MLP. A fit
 is a transaction: the estimator's attributes are restored if it raises,
 except for a non-finite loss, where the last finite weights are kept and a
 ``ValueError`` explains what happened.
+
+With ``stateful=True`` an epoch walks long series in chunks of
+``chunk_length`` steps instead of mini-batches of sequences (see
+:mod:`numrnn.estimators._stateful`).
 """
 
+import contextlib
 import copy
 import numbers
 import sys
@@ -21,7 +26,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from numrnn import _validation, config, optimizers
 from numrnn import layers as nr_layers
+from numrnn.estimators import _stateful
 from numrnn.models import Sequential
+from numrnn.timeseries import chunk_bounds
 
 _CELLS = {"lstm": nr_layers.LSTM, "gru": nr_layers.GRU, "simple": nr_layers.SimpleRNN}
 _MERGE_MODES = ("concat", "sum", "mul", "ave")
@@ -121,6 +128,8 @@ class _BaseRNN(BaseEstimator):
         head_units=(),
         head_activation="relu",
         per_step="auto",
+        stateful=False,
+        chunk_length=100,
         batch_size="auto",
         max_iter=200,
         learning_rate_init=0.001,
@@ -150,6 +159,8 @@ class _BaseRNN(BaseEstimator):
         self.head_units = head_units
         self.head_activation = head_activation
         self.per_step = per_step
+        self.stateful = stateful
+        self.chunk_length = chunk_length
         self.batch_size = batch_size
         self.max_iter = max_iter
         self.learning_rate_init = learning_rate_init
@@ -212,6 +223,22 @@ class _BaseRNN(BaseEstimator):
             not _is_bool(self.per_step) and self.per_step != "auto"
         ):
             raise ValueError(f"per_step must be 'auto', True or False; got {self.per_step!r}.")
+        if not _is_bool(self.stateful):
+            raise ValueError(f"stateful must be True or False; got {self.stateful!r}.")
+        if not (_is_int(self.chunk_length) and self.chunk_length >= 1):
+            raise ValueError(f"chunk_length must be a positive int; got {self.chunk_length!r}.")
+        if self.stateful:
+            name = type(self).__name__
+            if self.layers is None and self.bidirectional:
+                raise ValueError(
+                    f"{name}(stateful=True) cannot be bidirectional: the backward direction "
+                    "would need the chunks that come later. Set bidirectional=False."
+                )
+            if self._per_step_option() is False:
+                raise ValueError(
+                    f"{name}(stateful=True) predicts one target per time step of long "
+                    "series; per_step=False is not possible. Leave per_step='auto'."
+                )
         if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
             raise ValueError(
                 f"batch_size must be 'auto' or a positive int; got {self.batch_size!r}."
@@ -291,13 +318,15 @@ class _BaseRNN(BaseEstimator):
             return optimizers.RMSprop(self.learning_rate_init, **clipping)
         return optimizers.Adam(self.learning_rate_init, **clipping)
 
-    def _build_model(self, n_features, n_outputs, per_step, rng, dtype):
+    def _build_model(self, n_features, n_outputs, per_step, rng, dtype, stateful=False):
         """The network: recurrent body, optional dense head, linear output layer."""
 
         def seed():
             return int(rng.integers(_SEED_BOUND))
 
-        if self.layers is not None:
+        if self.layers is not None and stateful:
+            body = _stateful.stateful_copy(list(self.layers), type(self).__name__)
+        elif self.layers is not None:
             body = copy.deepcopy(list(self.layers))
         else:
             cell_class = _CELLS[self.cell]
@@ -309,6 +338,7 @@ class _BaseRNN(BaseEstimator):
                     dropout=float(self.dropout),
                     recurrent_dropout=float(self.recurrent_dropout),
                     return_sequences=per_step or index < len(units) - 1,
+                    stateful=stateful,
                     seed=seed(),
                     dtype=dtype,
                 )
@@ -335,6 +365,9 @@ class _BaseRNN(BaseEstimator):
 
     def _validate_X(self, X, *, reset, dtype):
         """Canonicalise X; with ``reset`` record n_features_in_ / feature names."""
+        stateful = self.stateful if reset else getattr(self, "_stateful_fit", False)
+        if stateful:
+            return self._validate_series_X(X, reset=reset, dtype=dtype)
         kind = _validation.input_kind(X)
         name = type(self).__name__
         if reset:
@@ -379,6 +412,76 @@ class _BaseRNN(BaseEstimator):
             )
         return data
 
+    def _validate_series_X(self, X, *, reset, dtype):
+        """Canonicalise the long series of a stateful fit or predict."""
+        data = _validation.check_series(X, dtype=dtype)
+        name = type(self).__name__
+        if reset:
+            self._tabular_input = False
+            self.n_features_in_ = data.n_features
+            if data.feature_names is not None:
+                self.feature_names_in_ = data.feature_names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return data
+        if data.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {data.n_features} features per time step, but {name} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if (
+            fitted_names is not None
+            and data.feature_names is not None
+            and not np.array_equal(fitted_names, data.feature_names)
+        ):
+            raise ValueError(
+                "The feature names should match those that were passed during fit: "
+                f"fitted with {list(fitted_names)}, got {list(data.feature_names)}."
+            )
+        return data
+
+    def _check_targets(self, y, data, stateful):
+        if stateful:
+            return _validation.check_series_targets(y, data)
+        return _validation.check_targets(y, data, per_step=self._per_step_option())
+
+    # ------------------------------------------------------------------
+    # Stateful (chunked) models
+    # ------------------------------------------------------------------
+
+    def reset_states(self):
+        """Reset the recurrent states of a stateful estimator to zeros.
+
+        The next ``predict`` (or ``score``) then starts the series afresh
+        instead of continuing from where the last ``fit``, ``predict`` or
+        ``score`` ended, and may take another number of parallel series.
+        A no-op for non-stateful estimators (their states start at zero on
+        every call anyway).
+
+        Returns
+        -------
+        self : estimator
+            The estimator, with zero states.
+        """
+        check_is_fitted(self)
+        self.model_.reset_states()
+        self._states_fresh = True
+        return self
+
+    def _match_streams(self, n_streams):
+        """Make the fitted model's states fit ``n_streams`` parallel series for predict."""
+        current = _stateful.n_streams(self.model_)
+        if current is None or current == n_streams:
+            return
+        if not getattr(self, "_states_fresh", False):
+            raise ValueError(
+                f"This stateful {type(self).__name__} carries states for {current} parallel "
+                f"series, but X holds {n_streams}. predict continues the series of the last "
+                "fit or predict; call reset_states() first to start new series."
+            )
+        self.model_ = _stateful.with_fresh_states(self.model_)
+
     # ------------------------------------------------------------------
     # Task hooks (classifier / regressor)
     # ------------------------------------------------------------------
@@ -398,10 +501,10 @@ class _BaseRNN(BaseEstimator):
     # Fit
     # ------------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None, target_mask=None):
         saved_attributes = dict(self.__dict__)
         try:
-            error = self._fit_transaction(X, y, sample_weight, incremental, classes)
+            error = self._fit_transaction(X, y, sample_weight, incremental, classes, target_mask)
         except BaseException:
             # a failed fit leaves the estimator exactly as it was
             self.__dict__.clear()
@@ -411,12 +514,26 @@ class _BaseRNN(BaseEstimator):
             raise error
         return self
 
-    def _fit_transaction(self, X, y, sample_weight, incremental, classes):
+    def _fit_transaction(self, X, y, sample_weight, incremental, classes, target_mask=None):
         self._check_hyperparameters()
         continuing = (incremental or self.warm_start) and hasattr(self, "model_")
+        stateful = bool(self.stateful)
+        if continuing and stateful != getattr(self, "_stateful_fit", False):
+            raise ValueError(
+                f"{type(self).__name__} was fitted with stateful="
+                f"{getattr(self, '_stateful_fit', False)}; continuing it (warm_start or "
+                f"partial_fit) with stateful={stateful} is not possible. Refit from scratch."
+            )
         dtype = self.model_.layers[0].dtype if continuing else self._fit_dtype()
         data = self._validate_X(X, reset=not continuing, dtype=dtype)
-        targets = _validation.check_targets(y, data, per_step=self._per_step_option())
+        targets = self._check_targets(y, data, stateful)
+        if target_mask is not None:
+            # private: the forecaster's missing targets count in no loss or score
+            target_mask = np.asarray(target_mask, dtype=bool).reshape(targets.values.shape[:2])
+            targets.mask = target_mask if targets.mask is None else targets.mask & target_mask
+            if not targets.mask.any():
+                raise ValueError("Every target is missing; nothing to train on.")
+            targets.values = _validation._fill_padding(targets.values, targets.mask)
         if continuing and targets.per_step != self.per_step_:
             kinds = {True: "per-step", False: "per-sequence"}
             raise ValueError(
@@ -433,8 +550,12 @@ class _BaseRNN(BaseEstimator):
                     f"y has {n_outputs} outputs but {type(self).__name__} was fitted with "
                     f"{self.n_outputs_}."
                 )
+            model = copy.deepcopy(self.model_)
+            if stateful and _stateful.n_streams(model) not in (None, data.n_sequences):
+                # states reset at the start of every epoch anyway
+                model = _stateful.with_fresh_states(model)
             state = _TrainingState(
-                model=copy.deepcopy(self.model_),
+                model=model,
                 optimizer=copy.deepcopy(self._optimizer),
                 rng=copy.deepcopy(self._rng),
                 n_iter=self.n_iter_,
@@ -450,13 +571,16 @@ class _BaseRNN(BaseEstimator):
         else:
             rng = self._make_rng()
             state = _TrainingState(
-                model=self._build_model(data.n_features, n_outputs, targets.per_step, rng, dtype),
+                model=self._build_model(
+                    data.n_features, n_outputs, targets.per_step, rng, dtype, stateful=stateful
+                ),
                 optimizer=self._make_optimizer(),
                 rng=rng,
             )
-        error = self._run_epochs(
-            state, data, targets, loss_targets, entry_weights, weights, incremental
-        )
+        with _stateful.single_threaded_blas() if stateful else contextlib.nullcontext():
+            error = self._run_epochs(
+                state, data, targets, loss_targets, entry_weights, weights, incremental
+            )
         # commit
         self.model_ = state.model
         self._optimizer = state.optimizer
@@ -469,6 +593,8 @@ class _BaseRNN(BaseEstimator):
         self.best_validation_score_ = state.best_validation_score
         self.best_loss_ = None if self._uses_validation(incremental) else state.best_loss
         self._no_improvement_count = state.no_improvement_count
+        self._stateful_fit = stateful
+        self._states_fresh = False
         return error
 
     def _uses_validation(self, incremental):
@@ -505,14 +631,33 @@ class _BaseRNN(BaseEstimator):
     def _stratify_labels(self, loss_targets, per_step):
         return None
 
+    def _split_time(self, data, step_mask):
+        """Hold out the last ``validation_fraction`` of the steps (stateful early stopping)."""
+        n_steps = data.n_timesteps
+        n_val = int(np.ceil(self.validation_fraction * n_steps))
+        train_stop = n_steps - n_val
+        counted = data.step_mask() if step_mask is None else step_mask
+        n_val_counted = int(np.count_nonzero(counted[:, train_stop:]))
+        if train_stop < 1 or n_val_counted < 2:
+            raise ValueError(
+                f"The validation part is too small for early stopping: the last "
+                f"{n_val} of {n_steps} steps hold {n_val_counted} target(s). Increase "
+                "validation_fraction or pass a longer series."
+            )
+        return _stateful.TimeSplit(train_stop=train_stop, n_steps=n_steps)
+
     def _run_epochs(self, state, data, targets, loss_targets, entry_weights, weights, incremental):
         """Train in place on ``state``; return an error to raise after committing, or None."""
         use_validation = self._uses_validation(incremental)
+        stateful = bool(self.stateful)
         train_idx = np.arange(data.n_sequences)
         val_idx = None
         if use_validation:
-            stratify = self._stratify_labels(loss_targets, targets.per_step)
-            train_idx, val_idx = self._split_validation(data.n_sequences, stratify, state.rng)
+            if stateful:
+                val_idx = self._split_time(data, targets.mask)
+            else:
+                stratify = self._stratify_labels(loss_targets, targets.per_step)
+                train_idx, val_idx = self._split_validation(data.n_sequences, stratify, state.rng)
             if state.validation_scores is None:
                 state.validation_scores = []
                 state.best_validation_score = -np.inf
@@ -532,11 +677,18 @@ class _BaseRNN(BaseEstimator):
             for _ in range(n_epochs):
                 epoch_start = self._checkpoint(state, best_weights)
                 try:
-                    order = state.rng.permutation(train_idx) if self.shuffle else train_idx
-                    epoch_loss = self._run_one_epoch(
-                        state, data, order, batch_size, loss_targets, entry_weights,
-                        step_mask, loss_fn, params, penalized,
-                    )  # fmt: skip
+                    if stateful:
+                        stop = data.n_timesteps if val_idx is None else val_idx.train_stop
+                        epoch_loss = self._run_stateful_epoch(
+                            state, data, stop, loss_targets, entry_weights, step_mask,
+                            loss_fn, params, penalized,
+                        )  # fmt: skip
+                    else:
+                        order = state.rng.permutation(train_idx) if self.shuffle else train_idx
+                        epoch_loss = self._run_one_epoch(
+                            state, data, order, batch_size, loss_targets, entry_weights,
+                            step_mask, loss_fn, params, penalized,
+                        )  # fmt: skip
                     state.n_iter += 1
                     state.loss_curve.append(epoch_loss)
                     message = self._track_progress(
@@ -626,10 +778,20 @@ class _BaseRNN(BaseEstimator):
 
     def _track_progress(self, state, data, targets, loss_targets, weights, val_idx, best_weights):
         """Update best scores and the no-improvement count; return a stop message or None."""
-        if val_idx is not None:
+        if isinstance(val_idx, _stateful.TimeSplit):
+            # continue the states of the training pass over the held-out steps
+            held_out = slice(val_idx.train_stop, val_idx.n_steps)
+            x_mask = None if data.mask is None else data.mask[:, held_out]
+            outputs = _stateful.predict_chunks(
+                state.model, data.values[:, held_out], x_mask, self.chunk_length
+            )
+            val_mask = None if targets.mask is None else targets.mask[:, held_out]
+            score = self._score_outputs(outputs, loss_targets[:, held_out], val_mask, weights)
+        elif val_idx is not None:
             outputs = self._predict_outputs(state.model, data, val_idx)
             val_mask = None if targets.mask is None else targets.mask[val_idx]
             score = self._score_outputs(outputs, loss_targets[val_idx], val_mask, weights[val_idx])
+        if val_idx is not None:
             state.validation_scores.append(score)
             if score < state.best_validation_score + self.tol:
                 state.no_improvement_count += 1
@@ -670,6 +832,37 @@ class _BaseRNN(BaseEstimator):
                 state, x, x_mask, loss_targets[batch], entry_weights[batch], loss_mask,
                 loss_fn, params, penalized,
             )  # fmt: skip
+            total_loss += batch_loss * batch_weight
+            total_weight += batch_weight
+        return total_loss / total_weight if total_weight > 0 else 0.0
+
+    def _run_stateful_epoch(
+        self, state, data, stop, loss_targets, entry_weights, step_mask, loss_fn, params,
+        penalized,
+    ):  # fmt: skip
+        """One pass over steps ``[0, stop)`` of all series, chunk by chunk (truncated BPTT).
+
+        The states start at zero, each chunk starts from the states the
+        previous chunk ended with (all series side by side as one batch), and
+        one optimizer step is taken per chunk. Returns the weighted mean
+        chunk loss.
+        """
+        state.model.reset_states()
+        total_loss = 0.0
+        total_weight = 0.0
+        per_step_weights = entry_weights.ndim == 2
+        for start, end in chunk_bounds(stop, self.chunk_length):
+            x = data.values[:, start:end]
+            x_mask = None if data.mask is None else data.mask[:, start:end]
+            loss_mask = None if step_mask is None else step_mask[:, start:end]
+            weights = entry_weights[:, start:end] if per_step_weights else entry_weights
+            batch_loss, batch_weight = self._train_step(
+                state, x, x_mask, loss_targets[:, start:end], weights, loss_mask,
+                loss_fn, params, penalized,
+            )  # fmt: skip
+            if batch_weight == 0:
+                # nothing to learn from here, but the states must still move on
+                state.model(x, mask=x_mask, training=True)
             total_loss += batch_loss * batch_weight
             total_weight += batch_weight
         return total_loss / total_weight if total_weight > 0 else 0.0
@@ -748,6 +941,14 @@ class _BaseRNN(BaseEstimator):
         """Validate X and return (raw float64 outputs, SequenceData)."""
         check_is_fitted(self)
         data = self._validate_X(X, reset=False, dtype=self.model_.layers[0].dtype)
+        if getattr(self, "_stateful_fit", False):
+            self._match_streams(data.n_sequences)
+            with _stateful.single_threaded_blas():
+                outputs = _stateful.predict_chunks(
+                    self.model_, data.values, data.mask, self.chunk_length
+                )
+            self._states_fresh = False
+            return outputs, data
         return self._predict_outputs(self.model_, data), data
 
     def _scoring_entries(self, y, data, sample_weight):
@@ -757,7 +958,10 @@ class _BaseRNN(BaseEstimator):
         ``mask=None``, or for per-step models the real steps only, flattened,
         with the step ``mask`` used to select them.
         """
-        targets = _validation.check_targets(y, data, per_step=self.per_step_)
+        if getattr(self, "_stateful_fit", False):
+            targets = _validation.check_series_targets(y, data)
+        else:
+            targets = _validation.check_targets(y, data, per_step=self.per_step_)
         weights = None
         if sample_weight is not None:
             weights = _validation.check_sample_weight(sample_weight, data.n_sequences)
@@ -806,8 +1010,21 @@ cell : {'lstm', 'gru', 'simple'}, default='lstm'
         Per-step models return the whole sequence from the last recurrent
         layer and apply the head with ``TimeDistributed``; padded steps
         count neither in the loss nor in the scores.
+    stateful : bool, default=False
+        Train on long series with truncated backpropagation through time
+        (see "Long series" in the notes): ``X`` is one long series or a few
+        parallel ones, ``y`` holds one target per step, and each epoch walks
+        the series in chunks of ``chunk_length`` steps while the recurrent
+        states carry over from chunk to chunk.
+    chunk_length : int, default=100
+        Steps per chunk of a stateful fit (gradients stop at chunk
+        boundaries; memory grows with the chunk, not with the series) and of
+        a stateful predict (where it changes nothing but memory). Ignored
+        unless ``stateful=True``.
     batch_size : int or 'auto', default='auto'
         Sequences per mini-batch; 'auto' means ``min(32, n_sequences)``.
+        Ignored with ``stateful=True``, where all the parallel series form
+        one batch.
     max_iter : int, default=200
         Maximum number of epochs (passes over the data) of ``fit``.
     learning_rate_init : float, default=0.001
@@ -831,6 +1048,9 @@ cell : {'lstm', 'gru', 'simple'}, default='lstm'
         Hold out ``validation_fraction`` of the sequences (stratified for
         classification), stop when the validation score stops improving and
         restore the weights of the best epoch. Ignored by ``partial_fit``.
+        With ``stateful=True`` the last ``validation_fraction`` of the time
+        steps of every series is held out instead, and scored by continuing
+        the states of each epoch's training pass.
     validation_fraction : float, default=0.1
         Fraction of sequences held out for early stopping.
     n_iter_no_change : int, default=10
@@ -839,7 +1059,8 @@ cell : {'lstm', 'gru', 'simple'}, default='lstm'
     tol : float, default=1e-4
         Minimum improvement.
     shuffle : bool, default=True
-        Shuffle the sequences before each epoch.
+        Shuffle the sequences before each epoch (never with ``stateful=True``,
+        where the chunks keep their order).
     warm_start : bool, default=False
         Continue from the fitted model (weights, optimizer state, random
         generator) on the next ``fit`` instead of starting afresh.
@@ -899,6 +1120,27 @@ _INPUT_NOTES_DOC = """\
     predictions are arrays; for pandas ``X`` they follow the order in which
     the sequence ids first appear, and a pandas ``y`` indexed by sequence id
     is aligned by id.
+
+    **Long series** (``stateful=True``). ``X`` is one long series, a 1-D
+    array or a Series (univariate), a 2-D array ``(n_timesteps,
+    n_features)`` or a DataFrame indexed by time (note: *not* a batch of
+    univariate sequences, as a 2-D ``X`` is otherwise), or several parallel
+    series: a 3-D array ``(n_series, n_timesteps, n_features)``, a list of
+    arrays of different lengths or a DataFrame indexed by ``(series id,
+    time)``. ``y`` holds one target per step, aligned with ``X``. Each epoch
+    resets the states to zero and walks the series in chunks of
+    ``chunk_length`` steps; series ``i`` of chunk ``k + 1`` continues from
+    the states series ``i`` reached at the end of chunk ``k``, gradients stop
+    at chunk boundaries (truncated backpropagation through time), and one
+    optimizer step is taken per chunk. Shorter series are padded at the end
+    and masked: their padded steps change neither the loss nor the states.
+    ``predict`` and ``score`` continue from the states where the last
+    ``fit``, ``predict`` or ``score`` ended (the end of the training
+    series after ``fit``, as in Keras) and move them on; call
+    :meth:`reset_states` to start from zero, for example to predict over
+    the training history again or over another number of series. Chunked
+    prediction gives the same values as one pass over the whole series.
+    Bidirectional layers cannot be stateful.
 
     A fit that raises leaves a fitted estimator exactly as it was. Ctrl-C
     during ``fit`` keeps the weights of the last completed epoch (the best

@@ -29,6 +29,8 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         head_units=(),
         head_activation="relu",
         per_step="auto",
+        stateful=False,
+        chunk_length=100,
         batch_size="auto",
         max_iter=200,
         learning_rate_init=0.001,
@@ -60,6 +62,8 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
             head_units=head_units,
             head_activation=head_activation,
             per_step=per_step,
+            stateful=stateful,
+            chunk_length=chunk_length,
             batch_size=batch_size,
             max_iter=max_iter,
             learning_rate_init=learning_rate_init,
@@ -92,7 +96,11 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         Parameters
         ----------
         X : array-like, list of array-like or pandas DataFrame
-            Sequences (see the class notes for the accepted forms).
+            Sequences (see the class notes for the accepted forms). With
+            ``stateful=True``: one long series, ``(n_timesteps,
+            n_features)`` or a Series/DataFrame indexed by time, or several
+            parallel ones (3-D array, list of arrays, ``(series id, time)``
+            frame), with one target per step in ``y``.
         y : array-like, list of array-like or pandas Series
             One label per sequence ``(n_sequences,)``, or one per step
             ``(n_sequences, n_timesteps)`` (a list of ``(length_i,)`` arrays
