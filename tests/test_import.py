@@ -46,3 +46,20 @@ def test_probe_detects_a_compiled_kernel():
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["compiled"], "the probe should see the kernels compiled by a layer call"
+
+
+def test_import_defers_scikit_learn_and_exposes_the_lazy_names():
+    code = (
+        "import sys, numrnn\n"
+        "assert 'sklearn' not in sys.modules, 'import numrnn pulled in scikit-learn'\n"
+        "assert numrnn.RNNClassifier.__name__ == 'RNNClassifier'\n"
+        "assert callable(numrnn.save) and callable(numrnn.load)\n"
+        "assert set(numrnn.__all__) <= set(dir(numrnn))\n"
+        "try:\n"
+        "    numrnn.not_a_name\n"
+        "except AttributeError as error:\n"
+        "    assert 'not_a_name' in str(error)\n"
+        "else:\n"
+        "    raise AssertionError('unknown attribute did not raise')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

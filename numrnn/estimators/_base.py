@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from numrnn import _validation, config, optimizers
 from numrnn import layers as nr_layers
 from numrnn.estimators import _stateful
+from numrnn.kernels import check_device, resolve_device
 from numrnn.models import Sequential
 from numrnn.timeseries import chunk_bounds
 
@@ -148,6 +149,7 @@ class _BaseRNN(BaseEstimator):
         random_state=None,
         verbose=0,
         dtype=None,
+        device="cpu",
         layers=None,
     ):
         self.cell = cell
@@ -179,6 +181,7 @@ class _BaseRNN(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.device = device
         self.layers = layers
 
     # ------------------------------------------------------------------
@@ -187,6 +190,8 @@ class _BaseRNN(BaseEstimator):
 
     def _check_hyperparameters(self):
         """Validate the hyperparameters; raise ValueError/TypeError naming the bad one."""
+        # a missing GPU fails here, before any work
+        resolve_device(check_device(self.device, "device"))
         if self.layers is None:
             if self.cell not in _CELLS:
                 raise ValueError(
@@ -352,7 +357,7 @@ class _BaseRNN(BaseEstimator):
                 body.append(nr_layers.TimeDistributed(dense) if per_step else dense)
         output = nr_layers.Dense(n_outputs, seed=seed(), dtype=dtype)
         body.append(nr_layers.TimeDistributed(output) if per_step else output)
-        model = Sequential(body)
+        model = Sequential(body, device=self.device)
         model.build((None, None, n_features))
         return model
 
@@ -1074,6 +1079,13 @@ cell : {'lstm', 'gru', 'simple'}, default='lstm'
     dtype : {None, 'float32', 'float64'}, default=None
         Float dtype of the network; None means ``numrnn.config.floatx()``
         at fit time.
+    device : {'cpu', 'cuda', 'auto'}, default='cpu'
+        Where the recurrent kernels run (set on every recurrent layer of the
+        network, user-given ``layers`` included). ``'cuda'`` needs the
+        ``cuda`` extra (numba-cuda) and an NVIDIA GPU and raises
+        :class:`numrnn.kernels.DeviceUnavailableError` at fit otherwise;
+        ``'auto'`` uses the GPU when one is present and the CPU otherwise.
+        Dense layers, losses and the optimizer run on the host.
     layers : list of numrnn layers, default=None
         Escape hatch: the network body, deep-copied at each fresh fit. The
         estimator appends its output layer (a linear ``Dense`` with one unit

@@ -50,6 +50,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         random_state=None,
         verbose=0,
         dtype=None,
+        device="cpu",
         layers=None,
     ):
         super().__init__(
@@ -82,6 +83,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
             random_state=random_state,
             verbose=verbose,
             dtype=dtype,
+            device=device,
             layers=layers,
         )
         self.class_weight = class_weight

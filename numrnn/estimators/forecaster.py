@@ -241,6 +241,8 @@ class RNNForecaster(BaseEstimator):
         Print training progress.
     dtype : {None, 'float32', 'float64'}, default=None
         Float dtype of the network (None: ``numrnn.config.floatx()``).
+    device : {'cpu', 'cuda', 'auto'}, default='cpu'
+        Where the recurrent kernels run; see :class:`RNNRegressor`.
 
     Attributes
     ----------
@@ -323,6 +325,7 @@ class RNNForecaster(BaseEstimator):
         random_state=None,
         verbose=0,
         dtype=None,
+        device="cpu",
     ):
         self.cell = cell
         self.units = units
@@ -348,6 +351,7 @@ class RNNForecaster(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.device = device
 
     # ------------------------------------------------------------------
     # Hyperparameters
@@ -418,6 +422,7 @@ class RNNForecaster(BaseEstimator):
             random_state=self.random_state,
             verbose=self.verbose,
             dtype=self.dtype,
+            device=self.device,
         )
 
     # ------------------------------------------------------------------

@@ -53,6 +53,7 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
         random_state=None,
         verbose=0,
         dtype=None,
+        device="cpu",
         layers=None,
     ):
         super().__init__(
@@ -85,6 +86,7 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
             random_state=random_state,
             verbose=verbose,
             dtype=dtype,
+            device=device,
             layers=layers,
         )
         self.loss = loss
