@@ -321,7 +321,7 @@ def pad_sequences(
 
     Returns
     -------
-    ndarray of shape (n_sequences, maxlen, *sample_shape)
+    ndarray of shape ``(n_sequences, maxlen) + sample_shape``
         The padded sequences.
 
     Raises
