@@ -17,8 +17,8 @@ name taken from the file. Everything the file says is checked (kinds, keys,
 array dtypes and shapes, layer weight shapes, parameter and attribute names)
 and anything unexpected raises :class:`FormatError`.
 
-See ``docs_drafts/scaling_and_persistence.md`` for the full format
-specification.
+The full format specification is in the documentation's "Scaling out,
+saving and exchanging models" page.
 """
 
 import inspect
