@@ -10,9 +10,19 @@ Usage::
     python benchmarks/compare.py                 # the full grid
     python benchmarks/compare.py --quick         # one small row, few rounds
     python benchmarks/compare.py --rows lstm:64,200,16,64 --threads 2
+    python benchmarks/compare.py --json results.json
 
-PyTorch is optional (``pip install torch``, CPU build); without it only
-numrnn is timed.
+The work per row: a float32 training step (forward and BPTT, the gradients
+of every weight, loss = mean of the output sequence), inference on the same
+batch, and the streaming latency of one step at a time with batch 1 (a
+stateful numrnn layer; PyTorch's module called with the state it returned),
+32 units. Both frameworks get the same thread count: the ``*_NUM_THREADS``
+variables of the children and ``torch.set_num_threads``.
+
+PyTorch is optional (the ``compare`` extra, CPU build); without it only
+numrnn is timed. The GEMM peak is numpy's float32 ``2048 x 2048`` product
+in a child with the same threads; the BLAS kernel it picked (threadpoolctl's
+``architecture``) is printed with it.
 """
 
 import argparse
@@ -125,7 +135,16 @@ def child_gemm_peak():
 
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     t = _median_time(lambda: a @ a, 5)
-    return {"gflops": 2 * 2048**3 / t / 1e9}
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = sorted(
+            {f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+             for i in threadpool_info() if i.get("user_api") == "blas"}
+        )  # fmt: skip
+    except ImportError:
+        blas = []
+    return {"gflops": 2 * 2048**3 / t / 1e9, "blas": blas}
 
 
 def _child_main(args):
@@ -160,6 +179,39 @@ def _run_child(kind, row, threads, repeats):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _print_targets(report, peak):
+    """The issue-6 targets that this run can check, met or not."""
+    print("# targets (ratios from this run):")
+    for r in report["rows"]:
+        n, t = r["numrnn"], r["torch"]
+        name = f"{r['cell']} ({r['batch']},{r['steps']},{r['inputs']},{r['units']})"
+        train = t["train"] / n["train"]
+        need = 2.0 if r["units"] <= 64 else 1.0
+        infer = t["infer"] / n["infer"]
+        stream = t["stream_step"] / n["stream_step"]
+        checks = [
+            f"train {train:.2f}x (>= {need:g}x: {'met' if train >= need else 'NOT met'})",
+            f"infer {infer:.2f}x (>= 1x: {'met' if infer >= 1 else 'NOT met'})",
+            f"stream {stream:.1f}x (>= 20x: {'met' if stream >= 20 else 'NOT met'})",
+        ]
+        if r["units"] >= 128:
+            share = r["train_gflops"] / peak
+            checks.append(f"train {100 * share:.0f}% of peak (>= 70%: "
+                          f"{'met' if share >= 0.7 else 'NOT met'})")  # fmt: skip
+        print(f"#   {name}: " + "; ".join(checks))
+
+
 def _have_torch():
     try:
         import importlib.util
@@ -191,6 +243,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="also write the medians and ratios to this file")
     args = parser.parse_args(argv)
     if args.child:
         _child_main(args)
@@ -214,18 +267,22 @@ def main(argv=None):
         import importlib.metadata
 
         versions += f", torch {importlib.metadata.version('torch')}"
-    peak = _run_child("gemm", None, args.threads, repeats)["gflops"]
-    print(f"# {time.strftime('%Y-%m-%d')}  {platform.processor() or platform.machine()}  "
+    gemm = _run_child("gemm", None, args.threads, repeats)
+    peak = gemm["gflops"]
+    print(f"# {time.strftime('%Y-%m-%d')}  {_cpu_name()}  "
           f"Python {platform.python_version()}  {versions}")  # fmt: skip
     print(f"# threads per framework: {args.threads}; float32; medians of {rounds} "
-          f"alternating rounds; measured float32 GEMM peak {peak:.0f} GFLOP/s")  # fmt: skip
+          f"alternating rounds; measured float32 GEMM peak {peak:.0f} GFLOP/s "
+          f"({'; '.join(gemm['blas']) or 'BLAS unknown'})")  # fmt: skip
     header = (
         "| cell (B,T,F,U) | numrnn train ms | torch train ms | train ratio | "
-        "numrnn infer ms | torch infer ms | infer ratio | numrnn GFLOP/s train (% peak) | "
-        "stream µs numrnn / torch |"
+        "numrnn infer ms | torch infer ms | infer ratio | numrnn GFLOP/s train / infer "
+        "(% peak) | stream µs numrnn / torch | stream ratio |"
     )
     print(header)
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
+    report = {"date": time.strftime("%Y-%m-%d"), "cpu": _cpu_name(), "versions": versions,
+              "threads": args.threads, "rounds": rounds, "gemm": gemm, "rows": []}  # fmt: skip
     for row in rows:
         results = {k: [] for k in kinds}
         for _ in range(rounds):
@@ -234,10 +291,11 @@ def main(argv=None):
         med = {k: {m: _median([r[m] for r in v]) for m in v[0]} for k, v in results.items()}
         cell, dims = row.split(":")
         batch, steps, n_in, units = map(int, dims.split(","))
-        flops = 3 * forward_flops(cell, batch, steps, n_in, units)
+        flops = forward_flops(cell, batch, steps, n_in, units)
         n = med["numrnn"]
         t = med.get("torch")
-        gf = flops / n["train"] / 1e9
+        gf_train = 3 * flops / n["train"] / 1e9
+        gf_infer = flops / n["infer"] / 1e9
 
         stream = f"{n['stream_step'] * 1e6:.1f} / " + (
             "n/a" if t is None else f"{t['stream_step'] * 1e6:.1f}"
@@ -245,10 +303,21 @@ def main(argv=None):
         print(
             f"| {cell} ({dims}) | {_ms(n['train'])} | {_ms(t and t['train'])} | "
             f"{_ratio(n, t, 'train')} | {_ms(n['infer'])} | {_ms(t and t['infer'])} | "
-            f"{_ratio(n, t, 'infer')} | {gf:.1f} ({100 * gf / peak:.0f}%) | {stream} |",
+            f"{_ratio(n, t, 'infer')} | {gf_train:.1f} / {gf_infer:.1f} "
+            f"({100 * gf_train / peak:.0f}% / {100 * gf_infer / peak:.0f}%) | {stream} | "
+            f"{_ratio(n, t, 'stream_step')} |",
             flush=True,
         )
+        report["rows"].append({
+            "cell": cell, "batch": batch, "steps": steps, "inputs": n_in, "units": units,
+            "numrnn": n, "torch": t, "train_gflops": gf_train, "infer_gflops": gf_infer,
+        })  # fmt: skip
     print("# ratio = torch time / numrnn time (above 1: numrnn faster)")
+    if "torch" in kinds:
+        _print_targets(report, peak)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ input checks; the numba kernels do the time loop: ``numrnn.kernels.cpu``, or
 their CUDA twins in ``numrnn.kernels.cuda`` when ``device="cuda"``.
 """
 
+import weakref
+
 import numpy as np
 
 from numrnn.activations import recurrent_activation_code
@@ -17,6 +19,7 @@ from numrnn.layers.base import (
     check_mask,
     check_positive_int,
     check_rate,
+    unwrap,
 )
 
 
@@ -311,6 +314,59 @@ class RNN(Layer):
             rec_dropout = True
         return x_in, kernel, recurrent, input_masks, rec_mask, rec_dropout
 
+    # -- streaming ------------------------------------------------------------
+    def __call__(self, x, mask=None, initial_state=None, training=False):
+        outputs = self._stream_step(x, mask, initial_state, training)
+        if outputs is None:
+            return super().__call__(x, mask=mask, initial_state=initial_state, training=training)
+        return unwrap(outputs)
+
+    def _stream_step(self, x, mask, initial_state, training):
+        """Low-latency path for a stateful layer fed one step at a time.
+
+        Taken only for a built stateful CPU layer called for inference on a
+        C-contiguous ``(B, 1, F)`` array of its dtype, without mask or initial
+        state, whose states already exist for batch ``B``; it calls the
+        cell's single-step CPU kernel (``numrnn.kernels.cpu.<cell>._*_step``,
+        CPU only, so private: no CUDA twin), which updates the states in place and
+        keeps no caches. Anything else returns None and takes the full
+        path, which also raises the errors; so does an input holding NaN or
+        infinity (the kernel checks it first and then touches nothing).
+        """
+        states = self._states
+        if (
+            not self.stateful
+            or training
+            or mask is not None
+            or initial_state is not None
+            or states is None
+            or self._device != "cpu"
+            or type(x) is not np.ndarray
+            or x.ndim != 3
+            or x.shape[1] != 1
+            or x.dtype != self.dtype
+            or x.shape[0] != states[0].shape[0]
+            or x.shape[2] != self._n_features
+            or not x.flags.c_contiguous
+        ):
+            return None
+        n_batch = x.shape[0]
+        out = np.empty((n_batch, self.units), dtype=self.dtype)
+        bias = self.bias if self.use_bias else self._zero_bias
+        if not self._kernel_step(x.reshape(n_batch, x.shape[2]), bias, out):
+            return None  # NaN/inf input: the kernel touched nothing
+        output = out.reshape(n_batch, 1, self.units) if self.return_sequences else out
+        if self.return_state:
+            return [output] + [s.copy() for s in states]
+        return [output]
+
+    def _kernel_step(self, x, bias, out):
+        """One step of the CPU kernel on ``x`` (B, F), states updated in place.
+
+        Returns False (nothing changed) when ``x`` holds NaN or infinity.
+        """
+        raise NotImplementedError
+
     # -- forward / backward --------------------------------------------------
     def _forward(self, x, mask, initial_state, training):
         x = check_float_input(x, self.dtype, self.name, ndim=3, n_features=self._n_features)
@@ -330,7 +386,14 @@ class RNN(Layer):
             backend.to_device(a) for a in (x_in, kernel, recurrent, bias, kernel_mask, rec_mask)
         )
         states = [backend.to_device(s) for s in states]
-        out = backend.empty((n_batch, n_steps, self.units), self.dtype)
+        lease = _lease_workspace(self)
+        out_shape = (n_batch, n_steps, self.units)
+        # the returned sequence is the caller's; only a last-step-only one is internal
+        out = (
+            backend.empty(out_shape, self.dtype)
+            if self.return_sequences
+            else self._buffer(backend, "out", out_shape)
+        )
         final_states, caches = self._kernel_forward(
             backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
         )
@@ -350,6 +413,7 @@ class RNN(Layer):
             "input_masks": input_masks,
             "caches": caches,
             "has_initial_state": initial_state is not None,
+            "workspace": lease,
         }
         return outputs, cache
 
@@ -412,12 +476,30 @@ class RNN(Layer):
         """``n`` (B, T, U) cache buffers plus ``h_used`` (B, T, W), which aliases
         ``h_prev`` (the first buffer) when there is no recurrent dropout."""
         shape = (x.shape[0], x.shape[1], self.units)
-        buffers = [backend.empty(shape, self.dtype) for _ in range(n)]
+        buffers = [self._buffer(backend, f"cache{i}", shape) for i in range(n)]
         if rec_dropout:
-            h_used = backend.empty(shape[:2] + (rec_mask.shape[1],), self.dtype)
+            h_used = self._buffer(backend, "h_used", shape[:2] + (rec_mask.shape[1],))
         else:
             h_used = buffers[0]
         return buffers, h_used
+
+    def _buffer(self, backend, name, shape, lease=None):
+        """An uninitialised kernel buffer, reused from call to call.
+
+        Fresh arrays cost page faults on first touch, about as much as the
+        kernels' own work; so the forward caches and the backward work space
+        live in a per-layer workspace and are reused while no live cache
+        holds them (see :func:`_lease_workspace`). Never used for arrays the
+        caller receives. ``lease``: the workspace of a forward cache (in the
+        backward pass); default, the one the current forward call leased.
+        """
+        ws = lease.workspace if lease is not None else _WORKSPACES[self]
+        key = (name, backend.name)
+        arr = ws.arrays.get(key)
+        if arr is None or tuple(arr.shape) != tuple(shape) or arr.dtype != self.dtype:
+            arr = backend.empty(shape, self.dtype)
+            ws.arrays[key] = arr
+        return arr
 
     def _grad_buffers(self, cache):
         backend = cache["backend"]
@@ -429,6 +511,56 @@ class RNN(Layer):
             backend.empty(self._bias_shape(), self.dtype),
             [backend.empty((x.shape[0], self.units), self.dtype) for _ in range(self._n_states)],
         )
+
+
+class _Workspace:
+    """Kernel buffers of one layer, by name (see :meth:`RNN._buffer`)."""
+
+    __slots__ = ("arrays", "lease")
+
+    def __init__(self):
+        self.arrays = {}
+        self.lease = None
+
+
+class _Lease:
+    """Held by a forward cache: its workspace is busy while the lease lives."""
+
+    __slots__ = ("workspace", "__weakref__")
+
+    def __init__(self, workspace):
+        self.workspace = workspace
+
+
+# layer -> its current workspace; outside the layer so that pickles and
+# copies of layers never carry buffers
+_WORKSPACES = weakref.WeakKeyDictionary()
+
+
+_CPU = []
+
+
+def _cpu_kernels():
+    """The CPU kernel backend, looked up once (the streaming path's hot loop)."""
+    if not _CPU:
+        _CPU.append(get_backend("cpu"))
+    return _CPU[0]
+
+
+def _lease_workspace(layer):
+    """Lease the layer's workspace for one forward call.
+
+    A workspace whose previous lease is still alive (a cache kept for a
+    later backward pass) is left to that cache, and the layer gets a new
+    one; so a buffer is only reused once nothing can read it any more.
+    """
+    ws = _WORKSPACES.get(layer)
+    if ws is None or (ws.lease is not None and ws.lease() is not None):
+        ws = _Workspace()
+        _WORKSPACES[layer] = ws
+    lease = _Lease(ws)
+    ws.lease = weakref.ref(lease)
+    return lease
 
 
 def _block_diagonal(matrix, n_blocks):
@@ -468,7 +600,7 @@ class SimpleRNN(RNN):
         self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
     ):
         n_batch, n_steps, _ = x.shape
-        gates = backend.empty((n_batch, n_steps, self.units), self.dtype)
+        gates = self._buffer(backend, "gates", (n_batch, n_steps, self.units))
         (h_prev,), h_used = self._step_buffers(backend, x, 1, rec_mask, rec_dropout)
         h_final = backend.empty((n_batch, self.units), self.dtype)
         backend.simple_rnn.simple_rnn_forward(
@@ -478,11 +610,17 @@ class SimpleRNN(RNN):
         )  # fmt: skip
         return [h_final], (gates, h_used)
 
+    def _kernel_step(self, x, bias, out):
+        return _cpu_kernels().simple_rnn._simple_rnn_step(
+            x, self.kernel, self.recurrent_kernel, bias, self._states[0],
+            self._activation_code, out,
+        )  # fmt: skip
+
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_used = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
-        d_pre = cache["backend"].empty(gates.shape, self.dtype)
+        d_pre = self._buffer(cache["backend"], "d_gates", gates.shape, cache["workspace"])
         cache["backend"].simple_rnn.simple_rnn_backward(
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
@@ -531,7 +669,7 @@ class LSTM(RNN):
         self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
     ):
         n_batch, n_steps, _ = x.shape
-        gates = backend.empty((n_batch, n_steps, 4 * self.units), self.dtype)
+        gates = self._buffer(backend, "gates", (n_batch, n_steps, 4 * self.units))
         (h_prev, c_prev, c_act), h_used = self._step_buffers(backend, x, 3, rec_mask, rec_dropout)
         h_final = backend.empty((n_batch, self.units), self.dtype)
         c_final = backend.empty((n_batch, self.units), self.dtype)
@@ -543,11 +681,18 @@ class LSTM(RNN):
         )  # fmt: skip
         return [h_final, c_final], (gates, h_used, c_prev, c_act)
 
+    def _kernel_step(self, x, bias, out):
+        h, c = self._states
+        return _cpu_kernels().lstm._lstm_step(
+            x, self.kernel, self.recurrent_kernel, bias, h, c,
+            self._activation_code, self._recurrent_code, out,
+        )  # fmt: skip
+
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_used, c_prev, c_act = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0, d_c0) = self._grad_buffers(cache)
-        d_gates = cache["backend"].empty(gates.shape, self.dtype)
+        d_gates = self._buffer(cache["backend"], "d_gates", gates.shape, cache["workspace"])
         cache["backend"].lstm.lstm_backward(
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
@@ -595,7 +740,7 @@ class GRU(RNN):
         self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
     ):
         n_batch, n_steps, _ = x.shape
-        gates = backend.empty((n_batch, n_steps, 3 * self.units), self.dtype)
+        gates = self._buffer(backend, "gates", (n_batch, n_steps, 3 * self.units))
         (h_prev, extra), h_used = self._step_buffers(backend, x, 2, rec_mask, rec_dropout)
         h_final = backend.empty((n_batch, self.units), self.dtype)
         kernels = backend.gru
@@ -608,12 +753,20 @@ class GRU(RNN):
         )  # fmt: skip
         return [h_final], (gates, h_prev, h_used, extra)
 
+    def _kernel_step(self, x, bias, out):
+        kernels = _cpu_kernels().gru
+        step = kernels._gru_step if self.reset_after else kernels._gru_step_reset_before
+        return step(
+            x, self.kernel, self.recurrent_kernel, bias, self._states[0],
+            self._activation_code, self._recurrent_code, out,
+        )  # fmt: skip
+
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
         gates, h_prev, h_used, extra = cache["caches"]
         d_x, d_kernel, d_rec, d_bias, (d_h0,) = self._grad_buffers(cache)
         backend = cache["backend"]
-        d_gates = backend.empty(gates.shape, self.dtype)
+        d_gates = self._buffer(backend, "d_gates", gates.shape, cache["workspace"])
         common = (
             x, cache["kernel"], cache["recurrent_kernel"], cache["mask"], cache["rec_mask"],
             self._activation_code, self._recurrent_code, self.go_backwards,
@@ -621,7 +774,7 @@ class GRU(RNN):
         )  # fmt: skip
         if self.reset_after:
             backend.gru.gru_backward(
-                *common, d_gates, backend.empty(gates.shape, self.dtype),
+                *common, d_gates, self._buffer(backend, "d_rec", gates.shape, cache["workspace"]),
                 d_x, d_kernel, d_rec, d_bias, d_h0,
             )  # fmt: skip
         else:

@@ -9,26 +9,214 @@ Conventions of every recurrent kernel in this package:
 - ``mask`` is bool ``(B, T)`` in input order (all True when there is none).
   A masked step holds the states; its output repeats the previous output
   (zeros before the first kept step), or is zero when ``zero_output_for_mask``.
-- ``rec_mask`` ``(B, U)`` multiplies ``h_{t-1}`` before the recurrent product
+- ``rec_mask`` ``(B, W)`` multiplies ``h_{t-1}`` before the recurrent product
   (Keras recurrent dropout); it is all ones when dropout is off.
 - Forward kernels write caches that the matching backward kernel reads; the
   input projection for all steps and the weight gradients are single GEMMs
   outside the time loop.
+
+How the kernels are made fast (the docs' performance page has the numbers):
+
+- Every matrix product goes straight to the BLAS ``?gemm`` that numba itself
+  uses for ``np.dot`` (numba's ``numba_xxgemm`` helper, which calls SciPy's
+  BLAS). That allows strided operands, so the recurrent product of step
+  ``t`` accumulates into ``gates[:, t, :]`` in place (``beta = 1``), with no
+  copy and no temporary; and one compiled call site serves every GEMM,
+  which keeps compilation short.
+- The public kernels are thin Python functions over compiled ones (same
+  names and arguments as before). The LSTM's pick a compiled variant:
+  tanh/sigmoid cells (the default) get their own vectorised loops, other
+  activations a generic one, so only the variant in use compiles; the
+  GRU's and SimpleRNN's branch inside one compiled kernel.
+- Gate loops run over 1-D contiguous rows (LLVM vectorises them); the
+  tanh/sigmoid cell of one sample is a single loop with no calls.
+- float32 kernels use the rational ``tanh``/``sigmoid`` of
+  ``numrnn.kernels._math`` (error below 4e-7); float64 kernels use libm.
+  Generic activations compute each cell in the widest type, as before.
+- ``*_step`` kernels serve stateful layers fed one step at a time: plain
+  loops (a BLAS call costs more than the arithmetic at batch 1) and no
+  caches.
 """
 
+import math
+
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from numrnn.kernels import _math
 
 JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+#: gate loops: also allow fused multiply-add (more accurate, never less)
+JIT_FMA = {**JIT, "fastmath": {"contract"}}
+
+TANH = _math.TANH
+SIGMOID = _math.SIGMOID
 
 activate = njit(inline="always", **JIT)(_math.activate)
 activation_grad = njit(inline="always", **JIT)(_math.activation_grad)
+_tanh_f32 = njit(inline="always", **JIT)(_math.tanh_f32)
+_sigmoid_f32 = njit(inline="always", **JIT)(_math.sigmoid_f32)
 
 
-# Explicit loops instead of slice assignment: numba takes seconds to compile
-# each array-to-array slice assignment, and these are the hot copies anyway.
+# -- activations, typed: the fast approximation for float32 only ---------------
+
+
+def tanh_t(v):
+    """``tanh`` for the kernels: :func:`_math.tanh_f32` on float32, libm on float64."""
+    return math.tanh(v)
+
+
+def sigmoid_t(v):
+    """Logistic sigmoid for the kernels: :func:`_math.sigmoid_f32` on float32."""
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+@overload(tanh_t, jit_options=JIT)
+def _tanh_t_impl(v):
+    if v == types.float32:
+        return lambda v: _tanh_f32(v)
+    return lambda v: math.tanh(v)
+
+
+@overload(sigmoid_t, jit_options=JIT)
+def _sigmoid_t_impl(v):
+    if v == types.float32:
+        return lambda v: _sigmoid_f32(v)
+    return lambda v: 1.0 / (1.0 + math.exp(-v))
+
+
+def one_like(a):
+    """``1`` in the dtype of array ``a`` (a float64 literal would promote float32 math)."""
+    return 1.0
+
+
+@overload(one_like, jit_options=JIT)
+def _one_like_impl(a):
+    if a.dtype == types.float32:
+        return lambda a: np.float32(1.0)
+    return lambda a: 1.0
+
+
+@njit(inline="always", **JIT)
+def act(code, v):
+    """Activation ``code`` at ``v``: tanh and sigmoid through the typed versions."""
+    if code == TANH:
+        return tanh_t(v)
+    if code == SIGMOID:
+        return sigmoid_t(v)
+    return activate(code, v)
+
+
+@njit(**JIT_FMA)
+def tanh_row(row, bias):
+    """``row[j] = tanh(row[j] + bias[j])`` in place (1-D, same length)."""
+    for j in range(row.shape[0]):
+        row[j] = tanh_t(row[j] + bias[j])
+
+
+@njit(**JIT_FMA)
+def sigmoid_row(row, bias):
+    """``row[j] = sigmoid(row[j] + bias[j])`` in place (1-D, same length)."""
+    for j in range(row.shape[0]):
+        row[j] = sigmoid_t(row[j] + bias[j])
+
+
+@njit(**JIT_FMA)
+def activate_row(row, bias, code):
+    """``row[j] = activation(row[j] + bias[j])`` in place (1-D, same length)."""
+    if code == TANH:
+        for j in range(row.shape[0]):
+            row[j] = tanh_t(row[j] + bias[j])
+    elif code == SIGMOID:
+        for j in range(row.shape[0]):
+            row[j] = sigmoid_t(row[j] + bias[j])
+    else:
+        for j in range(row.shape[0]):
+            row[j] = activate(code, row[j] + bias[j])
+
+
+# -- BLAS -------------------------------------------------------------------------
+
+# ``numba_xxgemm`` is the helper numba's own ``np.dot`` calls (it forwards to
+# SciPy's BLAS ``?gemm``, Fortran order). Pointer arguments are declared as
+# integers (addresses), which the C calling conventions of every 64-bit
+# platform pass the same way; so one compiled ``_gemm_call`` serves every
+# dtype, layout and transposition, which keeps compilation short.
+_XXGEMM = types.ExternalFunction(
+    "numba_xxgemm",
+    types.intc(
+        types.char, types.char, types.char,  # kind, transa, transb
+        types.intp, types.intp, types.intp,  # m, n, k
+        types.intp, types.intp, types.intp,  # alpha, a, lda
+        types.intp, types.intp, types.intp,  # b, ldb, beta
+        types.intp, types.intp,  # c, ldc
+    ),
+)  # fmt: skip
+# alpha = 1 and beta = 1 or 0, per dtype
+_SCALARS_F32 = np.array([1.0, 0.0], dtype=np.float32)
+_SCALARS_F64 = np.array([1.0, 0.0], dtype=np.float64)
+
+
+@njit(**JIT)
+def _gemm_call(itemsize, trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc):
+    # row-major c (m, n) = op(a) @ op(b) [+ c], as column-major c.T = op(b).T @ op(a).T
+    if itemsize == 4:
+        kind = 115  # "s"
+        alpha = _SCALARS_F32.ctypes.data
+    else:
+        kind = 100  # "d"
+        alpha = _SCALARS_F64.ctypes.data
+    beta = alpha if accumulate else alpha + itemsize
+    trans_b_char = 84 if trans_b else 78  # "T" / "N"
+    trans_a_char = 84 if trans_a else 78
+    _XXGEMM(kind, trans_b_char, trans_a_char, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+@njit(inline="always", **JIT)
+def _leading_dim(a):
+    # BLAS wants the row stride (in elements) of a row-major operand, and at
+    # least the row length even where the stride is meaningless (one row).
+    stride = a.strides[0] // a.itemsize
+    return max(stride, a.shape[1], 1)
+
+
+@njit(inline="always", **JIT)
+def gemm(a, trans_a, b, trans_b, c, accumulate):
+    """``c = op(a) @ op(b)``, or ``c += op(a) @ op(b)`` when ``accumulate``.
+
+    2-D operands whose last axis is contiguous (any row stride: views such
+    as ``gates[:, t, :]`` work without a copy); ``op`` transposes when the
+    flag is set. One BLAS ``?gemm`` call, with the threads BLAS decides on.
+    """
+    n_rows, n_cols = c.shape
+    depth = a.shape[0] if trans_a else a.shape[1]
+    if n_rows > 0 and n_cols > 0:
+        if depth == 0:
+            if not accumulate:
+                for i in range(n_rows):
+                    for j in range(n_cols):
+                        c[i, j] = 0.0
+        else:
+            # ``+ 0`` and ``!= 0``: plain (non-literal) integers, so that every
+            # call site shares one compiled ``_gemm_call``
+            _gemm_call(
+                c.itemsize + 0, (trans_a + 0) != 0, (trans_b + 0) != 0,
+                n_rows + 0, n_cols + 0, depth + 0,
+                a.ctypes.data, _leading_dim(a), b.ctypes.data, _leading_dim(b),
+                (accumulate + 0) != 0, c.ctypes.data, _leading_dim(c),
+            )  # fmt: skip
+    # the operands are used after the call, so they live until it returns
+    return a.shape[0] + b.shape[0] + c.shape[0]
+
+
+@njit(inline="always", **JIT)
+def flat(a):
+    """A C-contiguous ``(B, T, K)`` array as ``(B*T, K)`` (a view)."""
+    return a.reshape((a.shape[0] * a.shape[1], a.shape[2]))
+
+
+# -- small array helpers ------------------------------------------------------
 
 
 @njit(**JIT)
@@ -44,58 +232,58 @@ def copy_into(dst, src):
 
 
 @njit(**JIT)
-def add_into(dst, src):
-    """``dst += src`` for 1-D or 2-D arrays of the same shape."""
-    if dst.ndim == 1:
-        for i in range(dst.shape[0]):
-            dst[i] += src[i]
-    else:
-        for i in range(dst.shape[0]):
-            for j in range(dst.shape[1]):
-                dst[i, j] += src[i, j]
-
-
-@njit(**JIT)
 def fill(dst, value):
     """``dst[:] = value`` for a 1-D array."""
     for i in range(dst.shape[0]):
         dst[i] = value
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def step_index(s, n_steps, go_backwards):
     """Input-time index of processing step ``s``."""
     return n_steps - 1 - s if go_backwards else s
 
 
-@njit(**JIT)
-def input_projection(x, kernel, out):
-    """``out[b, t] = x[b, t] @ kernel`` for all steps as one GEMM."""
-    n_batch, n_steps, n_features = x.shape
-    np.dot(
-        x.reshape((n_batch * n_steps, n_features)),
-        kernel,
-        out.reshape((n_batch * n_steps, out.shape[2])),
-    )
+@njit(inline="always", **JIT)
+def same_buffer(a, b):
+    """Whether two arrays start at the same address (``h_used`` aliasing ``h_prev``)."""
+    return a.ctypes.data == b.ctypes.data
 
 
 @njit(**JIT)
-def save_step_states(t, h, rec_mask, h_prev, h_used, h_used_step):
-    """Cache ``h_{t-1}`` raw and dropped, and fill the recurrent GEMM operand.
+def is_plain_mask(rec_mask, n_units):
+    """True when ``rec_mask`` is ``(B, n_units)`` and all ones (no recurrent dropout)."""
+    if rec_mask.shape[1] != n_units:
+        return False
+    for b in range(rec_mask.shape[0]):
+        row = rec_mask[b]
+        for j in range(row.shape[0]):
+            if row[j] != 1.0:
+                return False
+    return True
+
+
+@njit(**JIT)
+def stash_states(h, rec_mask, h_prev, h_used, t, dropped):
+    """Cache ``h_{t-1}`` raw in ``h_prev[:, t]``; when ``dropped`` (``h_used`` is
+    its own buffer) also cache the recurrent GEMM operand ``h * rec_mask`` in
+    ``h_used[:, t]``.
 
     ``rec_mask`` is ``(B, W)`` with ``W = k * U``: ``k = 1`` is one dropout
     mask for all gates, ``k = G`` one per gate (then the recurrent kernel is
     block-diagonal, ``(G*U, G*U)``).
     """
     n_batch, n_units = h.shape
-    width = rec_mask.shape[1]
     for b in range(n_batch):
+        src = h[b]
+        dst = h_prev[b, t]
         for u in range(n_units):
-            h_prev[b, t, u] = h[b, u]
-        for j in range(width):
-            v = h[b, j % n_units] * rec_mask[b, j]
-            h_used[b, t, j] = v
-            h_used_step[b, j] = v
+            dst[u] = src[u]
+        if dropped:
+            used = h_used[b, t]
+            m = rec_mask[b]
+            for j in range(used.shape[0]):
+                used[j] = src[j % n_units] * m[j]
 
 
 @njit(**JIT)
@@ -110,7 +298,7 @@ def emit_output(out, s, b, h_new, keep, zero_output_for_mask):
         copy_into(row, out[b, s - 1])
 
 
-@njit(**JIT)
+@njit(**JIT_FMA)
 def output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_out):
     """Total cotangent reaching step ``s`` output of sample ``b``.
 
@@ -118,37 +306,59 @@ def output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_out):
     for a masked step it is carried to the previous output (whose value the
     masked step repeated), unless masked outputs are zeros.
     """
-    n_units = carry.shape[1]
+    d_row = d_out[b, s]
+    c_row = carry[b]
     if keep:
-        for u in range(n_units):
-            dh_out[u] = d_out[b, s, u] + carry[b, u]
-            carry[b, u] = 0.0
+        for u in range(c_row.shape[0]):
+            dh_out[u] = d_row[u] + c_row[u]
+            c_row[u] = 0.0
     elif zero_output_for_mask:
-        for u in range(n_units):
-            carry[b, u] = 0.0
+        for u in range(c_row.shape[0]):
+            c_row[u] = 0.0
     else:
-        for u in range(n_units):
-            carry[b, u] += d_out[b, s, u]
+        for u in range(c_row.shape[0]):
+            c_row[u] += d_row[u]
 
 
 @njit(**JIT)
-def input_and_kernel_grads(x, kernel, d_pre, d_x, d_kernel):
-    """``d_x = d_pre @ kernel.T`` and ``d_kernel = x.T @ d_pre`` (one GEMM each)."""
-    n_batch, n_steps, n_features = x.shape
-    n_rows = n_batch * n_steps
-    d_flat = d_pre.reshape((n_rows, d_pre.shape[2]))
-    np.dot(d_flat, kernel.T, d_x.reshape((n_rows, n_features)))
-    np.dot(x.reshape((n_rows, n_features)).T, d_flat, d_kernel)
+def recurrent_state_grad(d_pre_t, recurrent_kernel, rec_mask, plain, dh, dh_rec):
+    """``dh += fold((d_pre_t @ recurrent_kernel.T) * rec_mask)``.
+
+    Without recurrent dropout (``plain``) the product accumulates straight
+    into ``dh``; otherwise it goes through ``dh_rec`` ``(B, W)`` and the
+    ``k`` per-gate copies of ``h`` fold back onto ``dh``.
+    """
+    if plain:
+        gemm(d_pre_t, False, recurrent_kernel, True, dh, True)
+        return
+    gemm(d_pre_t, False, recurrent_kernel, True, dh_rec, False)
+    n_units = dh.shape[1]
+    for b in range(dh.shape[0]):
+        dst = dh[b]
+        src = dh_rec[b]
+        m = rec_mask[b]
+        for j in range(src.shape[0]):
+            dst[j % n_units] += src[j] * m[j]
 
 
 @njit(**JIT)
-def matmul_tn(a, b, out):
-    """``out = a.T @ b`` for ``(B, T, K)`` and ``(B, T, M)`` stacks."""
-    n_rows = a.shape[0] * a.shape[1]
-    np.dot(a.reshape((n_rows, a.shape[2])).T, b.reshape((n_rows, b.shape[2])), out)
+def project_inputs(x, kernel, gates):
+    """``gates[b, t] = x[b, t] @ kernel`` for all steps: one GEMM."""
+    gemm(flat(x), False, kernel, False, flat(gates), False)
 
 
 @njit(**JIT)
+def weight_grads(x, kernel, h_used, d_pre, d_rec_pre, d_x, d_kernel, d_recurrent_kernel):
+    """The gradients that span the batch, one GEMM each: ``d_x = d_pre @ kernel.T``,
+    ``d_kernel = x.T @ d_pre``, ``d_recurrent_kernel = h_used.T @ d_rec_pre``
+    (``d_rec_pre`` is ``d_pre`` except for the GRU)."""
+    d_flat = flat(d_pre)
+    gemm(d_flat, False, kernel, True, flat(d_x), False)
+    gemm(flat(x), True, d_flat, False, d_kernel, False)
+    gemm(flat(h_used), True, flat(d_rec_pre), False, d_recurrent_kernel, False)
+
+
+@njit(**JIT_FMA)
 def column_sums(d_pre, out):
     """``out = d_pre.sum(axis=(0, 1))`` without a temporary."""
     fill(out, 0.0)
@@ -159,36 +369,30 @@ def column_sums(d_pre, out):
                 out[j] += row[j]
 
 
-@njit(**JIT)
-def add_masked_state_grad(dh, dh_used, rec_mask):
-    """``dh += fold(dh_used * rec_mask)``: the cotangent of ``h_{t-1}`` from the
-    cotangent of its dropped copies ``(B, W)`` (summed over the per-gate copies)."""
-    n_units = dh.shape[1]
-    for b in range(dh.shape[0]):
-        for j in range(dh_used.shape[1]):
-            dh[b, j % n_units] += dh_used[b, j] * rec_mask[b, j]
+@njit(**JIT_FMA)
+def row_product(v, m, out, accumulate):
+    """``out = v @ m`` (or ``+=``) for a 1-D ``v`` and a 2-D ``m`` with contiguous rows.
+
+    Plain loops, vectorised over the columns: at streaming sizes (one sample,
+    one step) a BLAS call costs more than the arithmetic.
+    """
+    if not accumulate:
+        for j in range(out.shape[0]):
+            out[j] = 0.0
+    for k in range(v.shape[0]):
+        a = v[k]
+        row = m[k]
+        for j in range(out.shape[0]):
+            out[j] += a * row[j]
 
 
 @njit(**JIT)
-def column_block(a, start, stop):
-    """Contiguous copy of columns ``start:stop`` of the last axis (2-D or 3-D)."""
-    width = stop - start
-    flat = a.reshape((-1, a.shape[-1]))
-    out = np.empty((flat.shape[0], width), dtype=a.dtype)
-    for i in range(flat.shape[0]):
-        for j in range(width):
-            out[i, j] = flat[i, start + j]
-    if a.ndim == 3:
-        return out.reshape((a.shape[0], a.shape[1], width))
-    return out.reshape((a.shape[0], width))
-
-
-@njit(**JIT)
-def join_columns(left, right, out):
-    """``out = concatenate([left, right], axis=1)`` for 2-D arrays."""
-    n_left = left.shape[1]
-    for i in range(out.shape[0]):
-        for j in range(n_left):
-            out[i, j] = left[i, j]
-        for j in range(right.shape[1]):
-            out[i, n_left + j] = right[i, j]
+def all_finite(a):
+    """Whether every element of the 2-D array ``a`` is finite."""
+    for i in range(a.shape[0]):
+        row = a[i]
+        for j in range(row.shape[0]):
+            v = row[j]
+            if v - v != 0.0:  # NaN and +-inf
+                return False
+    return True

@@ -11,44 +11,109 @@ from numba import njit
 
 from numrnn.kernels.cpu._common import (
     JIT,
-    activate,
+    JIT_FMA,
+    SIGMOID,
+    TANH,
+    act,
     activation_grad,
-    add_into,
-    add_masked_state_grad,
-    column_block,
+    all_finite,
     column_sums,
     copy_into,
     emit_output,
     fill,
-    input_and_kernel_grads,
-    input_projection,
-    join_columns,
-    matmul_tn,
+    flat,
+    gemm,
+    is_plain_mask,
+    one_like,
     output_cotangent,
-    save_step_states,
+    project_inputs,
+    recurrent_state_grad,
+    row_product,
+    same_buffer,
+    sigmoid_row,
+    sigmoid_t,
+    stash_states,
     step_index,
+    tanh_row,
+    tanh_t,
+    weight_grads,
 )
 
 
-@njit(**JIT)
+@njit(**JIT_FMA)
+def _blend_row(z, h_prev, candidate, h_new):
+    # h_new = z * h_prev + (1 - z) * candidate
+    one = one_like(h_new)
+    for u in range(h_new.shape[0]):
+        zu = z[u]
+        h_new[u] = zu * h_prev[u] + (one - zu) * candidate[u]
+
+
+@njit(inline="always", **JIT)
 def _blend(z, h_prev, candidate):
     return z * h_prev + (1.0 - z) * candidate
+
+
+@njit(**JIT)
+def _commit(h, out, s, b, h_new, keep, zero_output_for_mask):
+    if keep:
+        copy_into(h[b], h_new)
+    emit_output(out, s, b, h_new, keep, zero_output_for_mask)
+
+
+def _fast(activation, recurrent_activation):
+    return activation == TANH and recurrent_activation == SIGMOID
+
+
+_fast_codes = njit(inline="always", **JIT)(_fast)
 
 
 # --- reset_after=True ------------------------------------------------------
 
 
+@njit(**JIT_FMA)
+def _cell_fast_ra(row, rec, bias_in, bias_rec, h_prev, rec_h, h_new):
+    # tanh/sigmoid cell of one sample in one vectorised loop. row: x W on
+    # entry, activated z, r, hh on exit; rec = h R; rec_h = h R_h + b_rec_h.
+    n_units = h_prev.shape[0]
+    one = one_like(h_new)
+    x_z = row[:n_units]
+    x_r = row[n_units : 2 * n_units]
+    x_h = row[2 * n_units :]
+    r_z = rec[:n_units]
+    r_r = rec[n_units : 2 * n_units]
+    r_h = rec[2 * n_units :]
+    bi_z = bias_in[:n_units]
+    bi_r = bias_in[n_units : 2 * n_units]
+    bi_h = bias_in[2 * n_units :]
+    br_z = bias_rec[:n_units]
+    br_r = bias_rec[n_units : 2 * n_units]
+    br_h = bias_rec[2 * n_units :]
+    for u in range(n_units):
+        z = sigmoid_t(x_z[u] + bi_z[u] + (r_z[u] + br_z[u]))
+        r = sigmoid_t(x_r[u] + bi_r[u] + (r_r[u] + br_r[u]))
+        rh = r_h[u] + br_h[u]
+        hh = tanh_t(x_h[u] + bi_h[u] + r * rh)
+        x_z[u] = z
+        x_r[u] = r
+        x_h[u] = hh
+        rec_h[u] = rh
+        h_new[u] = z * h_prev[u] + (one - z) * hh
+
+
 @njit(**JIT)
-def _cell_forward_ra(gates, rec, bias_in, h_prev, activation, recurrent_activation, rec_h, h_new):
-    # gates: x @ W on entry, activated z, r, hh on exit; rec = h @ R + b_rec.
+def _cell_generic_ra(gates, rec, bias_in, bias_rec, h_prev, activation, recurrent_activation,
+                     rec_h, h_new):  # fmt: skip
+    # any activations, computed in the widest type as the reference does
     n_units = h_prev.shape[0]
     for u in range(n_units):
-        z = activate(recurrent_activation, gates[u] + bias_in[u] + rec[u])
-        r = activate(
-            recurrent_activation, gates[n_units + u] + bias_in[n_units + u] + rec[n_units + u]
+        z = act(recurrent_activation, gates[u] + bias_in[u] + (rec[u] + bias_rec[u]))
+        r = act(
+            recurrent_activation,
+            gates[n_units + u] + bias_in[n_units + u] + (rec[n_units + u] + bias_rec[n_units + u]),
         )
-        rh = rec[2 * n_units + u]
-        hh = activate(activation, gates[2 * n_units + u] + bias_in[2 * n_units + u] + r * rh)
+        rh = rec[2 * n_units + u] + bias_rec[2 * n_units + u]
+        hh = act(activation, gates[2 * n_units + u] + bias_in[2 * n_units + u] + r * rh)
         gates[u] = z
         gates[n_units + u] = r
         gates[2 * n_units + u] = hh
@@ -57,6 +122,50 @@ def _cell_forward_ra(gates, rec, bias_in, h_prev, activation, recurrent_activati
 
 
 @njit(**JIT)
+def _cells_forward_ra(
+    gates, rec, t, s, bias, mask, h, rec_h, out, h_new,
+    activation, recurrent_activation, zero_output_for_mask,
+):  # fmt: skip
+    n_batch = h.shape[0]
+    bias_in = bias[0]
+    bias_rec = bias[1]
+    fast = _fast_codes(activation, recurrent_activation)
+    for b in range(n_batch):
+        row = gates[b, t]
+        rec_row = rec[b]
+        if fast:
+            _cell_fast_ra(row, rec_row, bias_in, bias_rec, h[b], rec_h[b, t], h_new)
+        else:
+            _cell_generic_ra(
+                row, rec_row, bias_in, bias_rec, h[b], activation, recurrent_activation,
+                rec_h[b, t], h_new,
+            )  # fmt: skip
+        _commit(h, out, s, b, h_new, mask[b, t], zero_output_for_mask)
+
+
+@njit(**JIT)
+def _forward_loop_ra(
+    x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, rec_h, h_final,
+    recurrent_kernel, bias, activation, recurrent_activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    project_inputs(x, kernel, gates)
+    n_batch, n_steps, _ = gates.shape
+    n_units = h0.shape[1]
+    h = h_final
+    copy_into(h, h0)
+    dropped = not same_buffer(h_used, h_prev)
+    rec = np.empty((n_batch, 3 * n_units), dtype=gates.dtype)
+    h_new = np.empty(n_units, dtype=gates.dtype)
+    for s in range(n_steps):
+        t = step_index(s, n_steps, go_backwards)
+        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
+        gemm(h_used[:, t], False, recurrent_kernel, False, rec, False)
+        _cells_forward_ra(
+            gates, rec, t, s, bias, mask, h, rec_h, out, h_new,
+            activation, recurrent_activation, zero_output_for_mask,
+        )  # fmt: skip
+
+
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -68,55 +177,100 @@ def gru_forward(
     (B, T, U); ``rec_h`` (B, T, U) the recurrent candidate term
     ``h_used @ R_h + b_rec_h``.
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = h0.shape[1]
-    input_projection(x, kernel, gates)
-    h = h_final
-    copy_into(h, h0)
-    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    rec = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
-    h_new = np.empty(n_units, dtype=x.dtype)
-    bias_in = bias[0]
-    bias_rec = bias[1]
-    for s in range(n_steps):
-        t = step_index(s, n_steps, go_backwards)
-        save_step_states(t, h, rec_mask, h_prev, h_used, h_step)
-        np.dot(h_step, recurrent_kernel, rec)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            rec_row = rec[b]
-            add_into(rec_row, bias_rec)
-            _cell_forward_ra(
-                gates[b, t], rec_row, bias_in, h[b], activation, recurrent_activation,
-                rec_h[b, t], h_new,
-            )  # fmt: skip
-            if keep:
-                copy_into(h[b], h_new)
-            emit_output(out, s, b, h_new, keep, zero_output_for_mask)
+    batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, rec_h, h_final)
+    shared = (
+        recurrent_kernel, bias, int(activation), int(recurrent_activation),
+        bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    _forward_loop_ra(*batch, *shared)
 
 
-@njit(**JIT)
+@njit(**JIT_FMA)
 def _cell_backward_ra(
     dh, gates, h_prev, rec_h, activation, recurrent_activation, d_in, d_rec, dh_direct
 ):  # fmt: skip
     n_units = dh.shape[0]
-    for u in range(n_units):
-        z = gates[u]
-        r = gates[n_units + u]
-        hh = gates[2 * n_units + u]
-        d_hh = dh[u] * (1.0 - z) * activation_grad(activation, hh)
-        d_z = dh[u] * (h_prev[u] - hh) * activation_grad(recurrent_activation, z)
-        d_r = d_hh * rec_h[u] * activation_grad(recurrent_activation, r)
-        d_in[u] = d_z
-        d_in[n_units + u] = d_r
-        d_in[2 * n_units + u] = d_hh
-        d_rec[u] = d_z
-        d_rec[n_units + u] = d_r
-        d_rec[2 * n_units + u] = d_hh * r
-        dh_direct[u] = dh[u] * z
+    if _fast_codes(activation, recurrent_activation):
+        one = one_like(dh)
+        for u in range(n_units):
+            z = gates[u]
+            r = gates[n_units + u]
+            hh = gates[2 * n_units + u]
+            d_hh = dh[u] * (one - z) * (one - hh * hh)
+            d_z = dh[u] * (h_prev[u] - hh) * (z * (one - z))
+            d_r = d_hh * rec_h[u] * (r * (one - r))
+            d_in[u] = d_z
+            d_in[n_units + u] = d_r
+            d_in[2 * n_units + u] = d_hh
+            d_rec[u] = d_z
+            d_rec[n_units + u] = d_r
+            d_rec[2 * n_units + u] = d_hh * r
+            dh_direct[u] = dh[u] * z
+    else:
+        for u in range(n_units):
+            z = gates[u]
+            r = gates[n_units + u]
+            hh = gates[2 * n_units + u]
+            d_hh = dh[u] * (1.0 - z) * activation_grad(activation, hh)
+            d_z = dh[u] * (h_prev[u] - hh) * activation_grad(recurrent_activation, z)
+            d_r = d_hh * rec_h[u] * activation_grad(recurrent_activation, r)
+            d_in[u] = d_z
+            d_in[n_units + u] = d_r
+            d_in[2 * n_units + u] = d_hh
+            d_rec[u] = d_z
+            d_rec[n_units + u] = d_r
+            d_rec[2 * n_units + u] = d_hh * r
+            dh_direct[u] = dh[u] * z
+
+
+@njit(**JIT_FMA)
+def _cells_backward_ra(
+    d_out, carry, dh, dh_total, gates, h_prev, rec_h, mask, d_gates, d_rec, t, s,
+    activation, recurrent_activation, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_units = dh.shape
+    for b in range(n_batch):
+        keep = mask[b, t]
+        output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
+        if keep:
+            dh_row = dh[b]
+            for u in range(n_units):
+                dh_total[u] += dh_row[u]
+            _cell_backward_ra(
+                dh_total, gates[b, t], h_prev[b, t], rec_h[b, t],
+                activation, recurrent_activation, d_gates[b, t], d_rec[b, t], dh_row,
+            )  # fmt: skip
+        else:
+            fill(d_gates[b, t], 0.0)
+            fill(d_rec[b, t], 0.0)
 
 
 @njit(**JIT)
+def _backward_loop_ra(
+    x, kernel, gates, h_prev, h_used, rec_h, mask, rec_mask, d_out, d_h_final,
+    d_gates, d_rec, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    recurrent_kernel, activation, recurrent_activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_steps, _ = gates.shape
+    n_units = d_h0.shape[1]
+    dh = d_h0
+    copy_into(dh, d_h_final)
+    plain = is_plain_mask(rec_mask, n_units)
+    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
+    dh_total = np.empty(n_units, dtype=gates.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    for s in range(n_steps - 1, -1, -1):
+        t = step_index(s, n_steps, go_backwards)
+        _cells_backward_ra(
+            d_out, carry, dh, dh_total, gates, h_prev, rec_h, mask, d_gates, d_rec, t, s,
+            activation, recurrent_activation, zero_output_for_mask,
+        )  # fmt: skip
+        recurrent_state_grad(d_rec[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+    weight_grads(x, kernel, h_used, d_gates, d_rec, d_x, d_kernel, d_recurrent_kernel)
+    column_sums(d_gates, d_bias[0])
+    column_sums(d_rec, d_bias[1])
+
+
 def gru_backward(
     x, kernel, recurrent_kernel, mask, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -129,63 +283,91 @@ def gru_backward(
     ``d_gates`` and ``d_rec`` (B, T, 3U) are work space: the gradients of
     the input-side and recurrent-side pre-activations. ``d_bias`` is (2, 3U).
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = d_h0.shape[1]
-    dh = d_h0
-    copy_into(dh, d_h_final)
-    carry = np.zeros((n_batch, n_units), dtype=x.dtype)
-    dh_total = np.empty(n_units, dtype=x.dtype)
-    d_step = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    for s in range(n_steps - 1, -1, -1):
-        t = step_index(s, n_steps, go_backwards)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
-            if keep:
-                add_into(dh_total, dh[b])
-                _cell_backward_ra(
-                    dh_total, gates[b, t], h_prev[b, t], rec_h[b, t],
-                    activation, recurrent_activation, d_gates[b, t], d_step[b], dh[b],
-                )  # fmt: skip
-            else:
-                fill(d_gates[b, t], 0.0)
-                fill(d_step[b], 0.0)
-            copy_into(d_rec[b, t], d_step[b])
-        np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_masked_state_grad(dh, dh_rec, rec_mask)
-    input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
-    matmul_tn(h_used, d_rec, d_recurrent_kernel)
-    column_sums(d_gates, d_bias[0])
-    column_sums(d_rec, d_bias[1])
+    batch = (
+        x, kernel, gates, h_prev, h_used, rec_h, mask, rec_mask, d_out, d_h_final,
+        d_gates, d_rec, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    )  # fmt: skip
+    shared = (
+        recurrent_kernel, int(activation), int(recurrent_activation),
+        bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    _backward_loop_ra(*batch, *shared)
 
 
 # --- reset_after=False -----------------------------------------------------
 
 
 @njit(**JIT)
-def _gates_zr_forward(gates, rec_zr, bias, h_used, recurrent_activation, r_h):
-    n_units = h_used.shape[0]
-    for u in range(n_units):
-        z = activate(recurrent_activation, gates[u] + bias[u] + rec_zr[u])
-        r = activate(
-            recurrent_activation, gates[n_units + u] + bias[n_units + u] + rec_zr[n_units + u]
-        )
-        gates[u] = z
-        gates[n_units + u] = r
-        r_h[u] = r * h_used[u]
+def _gates_zr_rb(gates, t, bias, h_used, r_h, offset, recurrent_activation):
+    # z and r from x W + h R_zr (already summed in gates[:, t]); r_h = r * h_used
+    n_units = r_h.shape[2]
+    two = 2 * n_units
+    for b in range(gates.shape[0]):
+        row = gates[b, t]
+        used = h_used[b, t][offset:]
+        dst = r_h[b, t]
+        if recurrent_activation == SIGMOID:
+            sigmoid_row(row[:two], bias[:two])
+            for u in range(n_units):
+                dst[u] = row[n_units + u] * used[u]
+        else:
+            for u in range(n_units):
+                z = act(recurrent_activation, row[u] + bias[u])
+                r = act(recurrent_activation, row[n_units + u] + bias[n_units + u])
+                row[u] = z
+                row[n_units + u] = r
+                dst[u] = r * used[u]
 
 
 @njit(**JIT)
-def _candidate_forward(gates, rec_h, bias, h_prev, activation, h_new):
-    n_units = h_prev.shape[0]
-    for u in range(n_units):
-        hh = activate(activation, gates[2 * n_units + u] + bias[2 * n_units + u] + rec_h[u])
-        gates[2 * n_units + u] = hh
-        h_new[u] = _blend(gates[u], h_prev[u], hh)
+def _cells_forward_rb(
+    gates, t, s, bias, mask, h, out, h_new, activation, recurrent_activation, zero_output_for_mask
+):  # fmt: skip
+    n_units = h.shape[1]
+    two = 2 * n_units
+    fast = _fast_codes(activation, recurrent_activation)
+    for b in range(h.shape[0]):
+        row = gates[b, t]
+        h_row = h[b]
+        if fast:
+            tanh_row(row[two:], bias[two:])
+            _blend_row(row[:n_units], h_row, row[two:], h_new)
+        else:
+            for u in range(n_units):
+                hh = act(activation, row[two + u] + bias[two + u])
+                row[two + u] = hh
+                h_new[u] = _blend(row[u], h_row[u], hh)
+        _commit(h, out, s, b, h_new, mask[b, t], zero_output_for_mask)
 
 
 @njit(**JIT)
+def _forward_loop_rb(
+    x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, r_h, h_final,
+    recurrent_kernel, bias, activation, recurrent_activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    project_inputs(x, kernel, gates)
+    n_steps = gates.shape[1]
+    n_units = h0.shape[1]
+    two = 2 * n_units
+    offset = rec_mask.shape[1] - n_units
+    kernel_zr = recurrent_kernel[:, :two]
+    kernel_h = recurrent_kernel[offset:, two:]
+    h = h_final
+    copy_into(h, h0)
+    dropped = not same_buffer(h_used, h_prev)
+    h_new = np.empty(n_units, dtype=gates.dtype)
+    for s in range(n_steps):
+        t = step_index(s, n_steps, go_backwards)
+        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
+        gemm(h_used[:, t], False, kernel_zr, False, gates[:, t, :two], True)
+        _gates_zr_rb(gates, t, bias, h_used, r_h, offset, recurrent_activation)
+        gemm(r_h[:, t], False, kernel_h, False, gates[:, t, two:], True)
+        _cells_forward_rb(
+            gates, t, s, bias, mask, h, out, h_new, activation, recurrent_activation,
+            zero_output_for_mask,
+        )  # fmt: skip
+
+
 def gru_forward_reset_before(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -198,62 +380,131 @@ def gru_forward_reset_before(
     ``R_h``. With per-gate dropout (``W = 3U``) the candidate's dropped state
     is the last ``U`` columns of ``h_used``.
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = h0.shape[1]
+    batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, r_h, h_final)
+    shared = (
+        recurrent_kernel, bias, int(activation), int(recurrent_activation),
+        bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    _forward_loop_rb(*batch, *shared)
+
+
+@njit(**JIT_FMA)
+def _candidate_backward_rb(dh, gates, h_prev, activation, recurrent_activation, d_gates):
+    # d_gates: z and hh columns; dh becomes its direct part dh * z
+    n_units = dh.shape[0]
+    if _fast_codes(activation, recurrent_activation):
+        one = one_like(dh)
+        for u in range(n_units):
+            z = gates[u]
+            hh = gates[2 * n_units + u]
+            d = dh[u]
+            d_gates[u] = d * (h_prev[u] - hh) * (z * (one - z))
+            d_gates[2 * n_units + u] = d * (one - z) * (one - hh * hh)
+            dh[u] = d * z
+    else:
+        for u in range(n_units):
+            z = gates[u]
+            hh = gates[2 * n_units + u]
+            d = dh[u]
+            d_gates[u] = d * (h_prev[u] - hh) * activation_grad(recurrent_activation, z)
+            d_gates[2 * n_units + u] = d * (1.0 - z) * activation_grad(activation, hh)
+            dh[u] = d * z
+
+
+@njit(**JIT_FMA)
+def _cells_backward_rb(
+    d_out, carry, dh, dh_total, gates, h_prev, mask, d_gates, t, s,
+    activation, recurrent_activation, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_units = dh.shape
+    for b in range(n_batch):
+        keep = mask[b, t]
+        output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
+        if keep:
+            dh_row = dh[b]
+            for u in range(n_units):
+                dh_row[u] += dh_total[u]
+            _candidate_backward_rb(
+                dh_row, gates[b, t], h_prev[b, t], activation, recurrent_activation, d_gates[b, t]
+            )
+        else:
+            fill(d_gates[b, t], 0.0)
+
+
+@njit(**JIT_FMA)
+def _reset_backward_rb(d_rh, gates, h_used, offset, recurrent_activation, d_gates, t):
+    # d_rh (B, U): cotangent of r * h_used. Writes the r column of d_gates and
+    # turns d_rh into d_rh * r, the cotangent reaching h_used through r * h_used.
+    n_batch, n_units = d_rh.shape
+    for b in range(n_batch):
+        row = gates[b, t]
+        used = h_used[b, t]
+        d_row = d_gates[b, t]
+        d = d_rh[b]
+        for u in range(n_units):
+            r = row[n_units + u]
+            d_row[n_units + u] = d[u] * used[offset + u] * activation_grad(recurrent_activation, r)
+            d[u] = d[u] * r
+
+
+@njit(**JIT)
+def _backward_loop_rb(
+    x, kernel, gates, h_prev, h_used, r_h, mask, rec_mask, d_out, d_h_final,
+    d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    recurrent_kernel, activation, recurrent_activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_steps, _ = gates.shape
+    n_units = d_h0.shape[1]
+    two = 2 * n_units
     width = rec_mask.shape[1]
     offset = width - n_units
-    input_projection(x, kernel, gates)
-    kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
-    kernel_h = column_block(recurrent_kernel[offset:], 2 * n_units, 3 * n_units)
-    h = h_final
-    copy_into(h, h0)
-    h_step = np.empty((n_batch, width), dtype=x.dtype)
-    rh_step = np.empty((n_batch, n_units), dtype=x.dtype)
-    rec_zr = np.empty((n_batch, 2 * n_units), dtype=x.dtype)
-    rec_h = np.empty((n_batch, n_units), dtype=x.dtype)
-    h_new = np.empty(n_units, dtype=x.dtype)
-    for s in range(n_steps):
+    kernel_zr = recurrent_kernel[:, :two]
+    kernel_h = recurrent_kernel[offset:, two:]
+    dh = d_h0
+    copy_into(dh, d_h_final)
+    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
+    dh_total = np.empty(n_units, dtype=gates.dtype)
+    d_rh = np.empty((n_batch, n_units), dtype=gates.dtype)
+    d_hu = np.empty((n_batch, width), dtype=gates.dtype)
+    for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
-        save_step_states(t, h, rec_mask, h_prev, h_used, h_step)
-        np.dot(h_step, kernel_zr, rec_zr)
+        _cells_backward_rb(
+            d_out, carry, dh, dh_total, gates, h_prev, mask, d_gates, t, s,
+            activation, recurrent_activation, zero_output_for_mask,
+        )  # fmt: skip
+        d_step = d_gates[:, t]
+        gemm(d_step[:, two:], False, kernel_h, True, d_rh, False)
+        _reset_backward_rb(d_rh, gates, h_used, offset, recurrent_activation, d_gates, t)
+        gemm(d_step[:, :two], False, kernel_zr, True, d_hu, False)
+        # the cotangent of the dropped state (z, r products, and the candidate's
+        # r * h_used in the last U columns), folded onto dh through the mask
         for b in range(n_batch):
-            _gates_zr_forward(
-                gates[b, t], rec_zr[b], bias, h_step[b, offset:], recurrent_activation, rh_step[b]
-            )
-            copy_into(r_h[b, t], rh_step[b])
-        np.dot(rh_step, kernel_h, rec_h)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            _candidate_forward(gates[b, t], rec_h[b], bias, h[b], activation, h_new)
-            if keep:
-                copy_into(h[b], h_new)
-            emit_output(out, s, b, h_new, keep, zero_output_for_mask)
+            dst = dh[b]
+            src = d_hu[b]
+            m = rec_mask[b]
+            via_r = d_rh[b]
+            for j in range(offset):
+                dst[j % n_units] += src[j] * m[j]
+            for u in range(n_units):
+                dst[u] += (src[offset + u] + via_r[u]) * m[offset + u]
+    _weight_grads_rb(x, kernel, h_used, r_h, d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias)
 
 
 @njit(**JIT)
-def _candidate_backward(dh, gates, h_prev, activation, recurrent_activation, d_gates, dh_direct):
-    n_units = dh.shape[0]
-    for u in range(n_units):
-        z = gates[u]
-        hh = gates[2 * n_units + u]
-        d_gates[u] = dh[u] * (h_prev[u] - hh) * activation_grad(recurrent_activation, z)
-        d_gates[2 * n_units + u] = dh[u] * (1.0 - z) * activation_grad(activation, hh)
-        dh_direct[u] = dh[u] * z
+def _weight_grads_rb(x, kernel, h_used, r_h, d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias):
+    n_units = r_h.shape[2]
+    two = 2 * n_units
+    offset = h_used.shape[2] - n_units
+    d_flat = flat(d_gates)
+    gemm(d_flat, False, kernel, True, flat(d_x), False)
+    gemm(flat(x), True, d_flat, False, d_kernel, False)
+    gemm(flat(h_used), True, d_flat[:, :two], False, d_recurrent_kernel[:, :two], False)
+    for i in range(offset):
+        fill(d_recurrent_kernel[i, two:], 0.0)
+    gemm(flat(r_h), True, d_flat[:, two:], False, d_recurrent_kernel[offset:, two:], False)
+    column_sums(d_gates, d_bias)
 
 
-@njit(**JIT)
-def _reset_backward(d_rh, gates, h_used, recurrent_activation, d_gates, d_zr, d_hu_from_r):
-    # d_rh: cotangent of r * h_used.
-    n_units = d_rh.shape[0]
-    for u in range(n_units):
-        r = gates[n_units + u]
-        d_gates[n_units + u] = d_rh[u] * h_used[u] * activation_grad(recurrent_activation, r)
-        d_zr[u] = d_gates[u]
-        d_zr[n_units + u] = d_gates[n_units + u]
-        d_hu_from_r[u] = d_rh[u] * r
-
-
-@njit(**JIT)
 def gru_backward_reset_before(
     x, kernel, recurrent_kernel, mask, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -265,56 +516,68 @@ def gru_backward_reset_before(
 
     ``d_gates`` (B, T, 3U) is work space; ``d_bias`` is (3U,).
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = d_h0.shape[1]
-    width = rec_mask.shape[1]
-    offset = width - n_units
-    kernel_zr = column_block(recurrent_kernel, 0, 2 * n_units)
-    kernel_h = column_block(recurrent_kernel[offset:], 2 * n_units, 3 * n_units)
-    dh = d_h0
-    copy_into(dh, d_h_final)
-    carry = np.zeros((n_batch, n_units), dtype=x.dtype)
-    dh_total = np.empty(n_units, dtype=x.dtype)
-    d_cand = np.zeros((n_batch, n_units), dtype=x.dtype)
-    d_zr = np.zeros((n_batch, 2 * n_units), dtype=x.dtype)
-    d_rh = np.empty((n_batch, n_units), dtype=x.dtype)
-    d_hu = np.empty((n_batch, width), dtype=x.dtype)
-    d_hu_from_r = np.zeros((n_batch, n_units), dtype=x.dtype)
-    for s in range(n_steps - 1, -1, -1):
-        t = step_index(s, n_steps, go_backwards)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
-            if keep:
-                add_into(dh_total, dh[b])
-                _candidate_backward(
-                    dh_total, gates[b, t], h_prev[b, t], activation, recurrent_activation,
-                    d_gates[b, t], dh[b],
-                )  # fmt: skip
-                copy_into(d_cand[b], d_gates[b, t, 2 * n_units :])
-            else:
-                fill(d_gates[b, t], 0.0)
-                fill(d_cand[b], 0.0)
-        np.dot(d_cand, kernel_h.T, d_rh)
-        for b in range(n_batch):
-            if mask[b, t]:
-                _reset_backward(
-                    d_rh[b], gates[b, t], h_used[b, t, offset:], recurrent_activation,
-                    d_gates[b, t], d_zr[b], d_hu_from_r[b],
-                )  # fmt: skip
-            else:
-                fill(d_zr[b], 0.0)
-                fill(d_hu_from_r[b], 0.0)
-        np.dot(d_zr, kernel_zr.T, d_hu)
-        for b in range(n_batch):
-            add_into(d_hu[b, offset:], d_hu_from_r[b])
-        add_masked_state_grad(dh, d_hu, rec_mask)
-    input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
-    d_zr_all = column_block(d_gates, 0, 2 * n_units)
-    d_h_all = column_block(d_gates, 2 * n_units, 3 * n_units)
-    d_rec_zr = np.empty((width, 2 * n_units), dtype=x.dtype)
-    d_rec_h = np.zeros((width, n_units), dtype=x.dtype)
-    matmul_tn(h_used, d_zr_all, d_rec_zr)
-    matmul_tn(r_h, d_h_all, d_rec_h[offset:])
-    join_columns(d_rec_zr, d_rec_h, d_recurrent_kernel)
-    column_sums(d_gates, d_bias)
+    batch = (
+        x, kernel, gates, h_prev, h_used, r_h, mask, rec_mask, d_out, d_h_final,
+        d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    )  # fmt: skip
+    shared = (
+        recurrent_kernel, int(activation), int(recurrent_activation),
+        bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    _backward_loop_rb(*batch, *shared)
+
+
+@njit(**JIT)
+def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activation, out):
+    """One GRU step (``reset_after=True``) for streaming inference.
+
+    ``x`` (B, F); the state ``h`` (B, U) is updated in place and ``out``
+    (B, U) receives it. ``bias`` is (2, 3U). Returns False, touching
+    nothing, when ``x`` holds NaN or infinity, else True.
+    """
+    if not all_finite(x):
+        return False
+    n_units = h.shape[1]
+    gates = np.empty(3 * n_units, dtype=x.dtype)
+    rec = np.empty(3 * n_units, dtype=x.dtype)
+    rec_h = np.empty(n_units, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        row_product(x[b], kernel, gates, False)
+        row_product(h[b], recurrent_kernel, rec, False)
+        _cell_generic_ra(
+            gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h, out[b]
+        )
+        copy_into(h[b], out[b])
+    return True
+
+
+@njit(**JIT)
+def _gru_step_reset_before(
+    x, kernel, recurrent_kernel, bias, h, activation, recurrent_activation, out
+):  # fmt: skip
+    """One GRU step (``reset_after=False``) for streaming inference; ``bias`` is (3U,).
+
+    Returns False, touching nothing, when ``x`` holds NaN or infinity, else True.
+    """
+    if not all_finite(x):
+        return False
+    n_units = h.shape[1]
+    two = 2 * n_units
+    gates = np.empty(3 * n_units, dtype=x.dtype)
+    r_h = np.empty(n_units, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        h_row = h[b]
+        row_product(x[b], kernel, gates, False)
+        row_product(h_row, recurrent_kernel[:, :two], gates[:two], True)
+        for u in range(n_units):
+            z = act(recurrent_activation, gates[u] + bias[u])
+            r = act(recurrent_activation, gates[n_units + u] + bias[n_units + u])
+            gates[u] = z
+            r_h[u] = r * h_row[u]
+        row_product(r_h, recurrent_kernel[:, two:], gates[two:], True)
+        dst = out[b]
+        for u in range(n_units):
+            hh = act(activation, gates[two + u] + bias[two + u])
+            dst[u] = _blend(gates[u], h_row[u], hh)
+        copy_into(h_row, dst)
+    return True

@@ -8,51 +8,184 @@ from numba import njit
 
 from numrnn.kernels.cpu._common import (
     JIT,
-    activate,
+    JIT_FMA,
+    SIGMOID,
+    TANH,
+    act,
     activation_grad,
-    add_into,
-    add_masked_state_grad,
+    all_finite,
     column_sums,
     copy_into,
     emit_output,
     fill,
-    input_and_kernel_grads,
-    input_projection,
-    matmul_tn,
+    gemm,
+    is_plain_mask,
+    one_like,
     output_cotangent,
-    save_step_states,
+    project_inputs,
+    recurrent_state_grad,
+    row_product,
+    same_buffer,
+    sigmoid_t,
+    stash_states,
     step_index,
+    tanh_t,
+    weight_grads,
 )
 
 
 @njit(**JIT)
-def _cell_forward(gates, rec, bias, c_prev, activation, recurrent_activation, c_new, c_act, h_new):
-    # gates holds x @ W on entry and the activated i, f, c, o on exit.
-    n_units = c_prev.shape[0]
+def _cell_generic(gates, bias, c, c_prev, c_act, h, activation, recurrent_activation):
+    # any activations, in the widest type (as the reference): gates holds
+    # the pre-activations on entry and the activated gates on exit
+    n_units = c.shape[0]
     for u in range(n_units):
-        i = activate(recurrent_activation, gates[u] + rec[u] + bias[u])
-        f = activate(
-            recurrent_activation, gates[n_units + u] + rec[n_units + u] + bias[n_units + u]
-        )
-        g = activate(
-            activation, gates[2 * n_units + u] + rec[2 * n_units + u] + bias[2 * n_units + u]
-        )
-        o = activate(
-            recurrent_activation,
-            gates[3 * n_units + u] + rec[3 * n_units + u] + bias[3 * n_units + u],
-        )
+        i = act(recurrent_activation, gates[u] + bias[u])
+        f = act(recurrent_activation, gates[n_units + u] + bias[n_units + u])
+        g = act(activation, gates[2 * n_units + u] + bias[2 * n_units + u])
+        o = act(recurrent_activation, gates[3 * n_units + u] + bias[3 * n_units + u])
         gates[u] = i
         gates[n_units + u] = f
         gates[2 * n_units + u] = g
         gates[3 * n_units + u] = o
-        c = f * c_prev[u] + i * g
-        a = activate(activation, c)
-        c_new[u] = c
+        old = c[u]
+        c_prev[u] = old
+        new = f * old + i * g
+        a = act(activation, new)
+        c[u] = new
         c_act[u] = a
-        h_new[u] = o * a
+        h[u] = o * a
+
+
+@njit(**JIT_FMA)
+def _cells_forward_fast(
+    gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c, zero_output_for_mask
+):  # fmt: skip
+    # tanh/sigmoid cells of step t for the whole batch, in one loop per sample
+    # (no calls: at small U the per-call cost would exceed the arithmetic).
+    # gates[:, t] holds x W + h R on entry and the activated gates on exit.
+    n_units = h.shape[1]
+    bias_i = bias[:n_units]
+    bias_f = bias[n_units : 2 * n_units]
+    bias_c = bias[2 * n_units : 3 * n_units]
+    bias_o = bias[3 * n_units :]
+    for b in range(h.shape[0]):
+        row = gates[b, t]
+        gate_i = row[:n_units]
+        gate_f = row[n_units : 2 * n_units]
+        gate_c = row[2 * n_units : 3 * n_units]
+        gate_o = row[3 * n_units :]
+        keep = mask[b, t]
+        if keep:
+            c_row = c[b]
+            h_row = out[b, s]
+        else:
+            # a masked step computes its cell (the caches) but holds the states
+            copy_into(scratch_c, c[b])
+            c_row = scratch_c
+            h_row = scratch_h
+        cp = c_prev[b, t]
+        ca = c_act[b, t]
+        for u in range(n_units):
+            i = sigmoid_t(gate_i[u] + bias_i[u])
+            f = sigmoid_t(gate_f[u] + bias_f[u])
+            g = tanh_t(gate_c[u] + bias_c[u])
+            o = sigmoid_t(gate_o[u] + bias_o[u])
+            gate_i[u] = i
+            gate_f[u] = f
+            gate_c[u] = g
+            gate_o[u] = o
+            old = c_row[u]
+            cp[u] = old
+            new = f * old + i * g
+            a = tanh_t(new)
+            c_row[u] = new
+            ca[u] = a
+            h_row[u] = o * a
+        if keep:
+            copy_into(h[b], h_row)
+        else:
+            emit_output(out, s, b, scratch_h, False, zero_output_for_mask)
 
 
 @njit(**JIT)
+def _cells_forward_generic(
+    gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
+    activation, recurrent_activation, zero_output_for_mask,
+):  # fmt: skip
+    for b in range(h.shape[0]):
+        keep = mask[b, t]
+        if keep:
+            c_row = c[b]
+            h_row = h[b]
+        else:
+            copy_into(scratch_c, c[b])
+            c_row = scratch_c
+            h_row = scratch_h
+        _cell_generic(
+            gates[b, t], bias, c_row, c_prev[b, t], c_act[b, t], h_row,
+            activation, recurrent_activation,
+        )  # fmt: skip
+        emit_output(out, s, b, h_row, keep, zero_output_for_mask)
+
+
+@njit(**JIT)
+def _forward_fast(
+    x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
+    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    # tanh/sigmoid: the input projection, then the time loop
+    project_inputs(x, kernel, gates)
+    n_steps = gates.shape[1]
+    n_units = h0.shape[1]
+    h = h_final
+    c = c_final
+    copy_into(h, h0)
+    copy_into(c, c0)
+    dropped = not same_buffer(h_used, h_prev)
+    scratch_h = np.empty(n_units, dtype=gates.dtype)
+    scratch_c = np.empty(n_units, dtype=gates.dtype)
+    for s in range(n_steps):
+        t = step_index(s, n_steps, go_backwards)
+        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
+        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        _cells_forward_fast(
+            gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
+            zero_output_for_mask,
+        )  # fmt: skip
+
+
+@njit(**JIT)
+def _forward_generic(
+    x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
+    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
+    activation, recurrent_activation,
+):  # fmt: skip
+    # any activations: the input projection, then the time loop
+    project_inputs(x, kernel, gates)
+    n_steps = gates.shape[1]
+    n_units = h0.shape[1]
+    h = h_final
+    c = c_final
+    copy_into(h, h0)
+    copy_into(c, c0)
+    dropped = not same_buffer(h_used, h_prev)
+    scratch_h = np.empty(n_units, dtype=gates.dtype)
+    scratch_c = np.empty(n_units, dtype=gates.dtype)
+    for s in range(n_steps):
+        t = step_index(s, n_steps, go_backwards)
+        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
+        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        _cells_forward_generic(
+            gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
+            activation, recurrent_activation, zero_output_for_mask,
+        )  # fmt: skip
+
+
+def _fast(activation, recurrent_activation):
+    return activation == TANH and recurrent_activation == SIGMOID
+
+
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -65,39 +198,23 @@ def lstm_forward(
     activated gates, ``h_prev``/``h_used`` (B, T, U) the state entering each
     step raw and after recurrent dropout, ``c_prev`` and ``c_act`` (B, T, U)
     the carry entering each step and ``activation(c_t)``.
+
+    The input projection is one GEMM before the time loop. tanh/sigmoid
+    cells (the default) run a vectorised loop compiled on its own; other
+    activations a generic one.
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = h0.shape[1]
-    input_projection(x, kernel, gates)
-    h = h_final
-    c = c_final
-    copy_into(h, h0)
-    copy_into(c, c0)
-    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    rec = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
-    h_new = np.empty(n_units, dtype=x.dtype)
-    c_new = np.empty(n_units, dtype=x.dtype)
-    for s in range(n_steps):
-        t = step_index(s, n_steps, go_backwards)
-        save_step_states(t, h, rec_mask, h_prev, h_used, h_step)
-        for b in range(n_batch):
-            copy_into(c_prev[b, t], c[b])
-        np.dot(h_step, recurrent_kernel, rec)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            _cell_forward(
-                gates[b, t], rec[b], bias, c[b], activation, recurrent_activation,
-                c_new, c_act[b, t], h_new,
-            )  # fmt: skip
-            if keep:
-                copy_into(h[b], h_new)
-                copy_into(c[b], c_new)
-            emit_output(out, s, b, h_new, keep, zero_output_for_mask)
+    args = (
+        x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
+        h_final, c_final, recurrent_kernel, bias, bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    if _fast(activation, recurrent_activation):
+        _forward_fast(*args)
+    else:
+        _forward_generic(*args, int(activation), int(recurrent_activation))
 
 
-@njit(**JIT)
-def _cell_backward(dh, dc, gates, c_prev, c_act, activation, recurrent_activation, d_gates):
-    # dh: cotangent of h_t (in), dc: of c_t (in) -> of c_{t-1} (out).
+@njit(**JIT_FMA)
+def _cell_backward_generic(dh, dc, gates, c_prev, c_act, activation, recurrent_activation, d_gates):
     n_units = dh.shape[0]
     for u in range(n_units):
         i = gates[u]
@@ -113,7 +230,126 @@ def _cell_backward(dh, dc, gates, c_prev, c_act, activation, recurrent_activatio
         dc[u] = d_c * f
 
 
+@njit(**JIT_FMA)
+def _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_total):
+    # dh_total = the cotangent of h_t of a kept step (its output's and the
+    # next step's); dh[b] is cleared for the recurrent product to refill
+    output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
+    if keep:
+        dh_row = dh[b]
+        for u in range(dh_row.shape[0]):
+            dh_total[u] += dh_row[u]
+            dh_row[u] = 0.0
+
+
+@njit(**JIT_FMA)
+def _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gates, t, s):
+    # tanh/sigmoid cells of step t, whole batch, kept samples in one loop each
+    n_units = dh.shape[1]
+    one = one_like(dh)
+    for b in range(dh.shape[0]):
+        if not mask[b, t]:
+            continue
+        d_row = d_out[b, s]
+        c_row = carry[b]
+        dh_row = dh[b]
+        dc_row = dc[b]
+        row = gates[b, t]
+        gate_i = row[:n_units]
+        gate_f = row[n_units : 2 * n_units]
+        gate_c = row[2 * n_units : 3 * n_units]
+        gate_o = row[3 * n_units :]
+        d = d_gates[b, t]
+        d_i = d[:n_units]
+        d_f = d[n_units : 2 * n_units]
+        d_g = d[2 * n_units : 3 * n_units]
+        d_o = d[3 * n_units :]
+        cp = c_prev[b, t]
+        ca = c_act[b, t]
+        for u in range(n_units):
+            total = d_row[u] + c_row[u] + dh_row[u]
+            c_row[u] = 0.0
+            dh_row[u] = 0.0
+            i = gate_i[u]
+            f = gate_f[u]
+            g = gate_c[u]
+            o = gate_o[u]
+            a = ca[u]
+            d_c = dc_row[u] + total * o * (one - a * a)
+            d_i[u] = d_c * g * (i * (one - i))
+            d_f[u] = d_c * cp[u] * (f * (one - f))
+            d_g[u] = d_c * i * (one - g * g)
+            d_o[u] = total * a * (o * (one - o))
+            dc_row[u] = d_c * f
+
+
 @njit(**JIT)
+def _masked_backward(d_out, carry, mask, d_gates, t, s, zero_output_for_mask, dh_total):
+    # masked samples of step t: no cell gradient; their output cotangent is carried
+    for b in range(mask.shape[0]):
+        if not mask[b, t]:
+            output_cotangent(d_out, carry, s, b, False, zero_output_for_mask, dh_total)
+            fill(d_gates[b, t], 0.0)
+
+
+@njit(**JIT)
+def _backward_fast(
+    x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
+    d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
+    recurrent_kernel, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_steps, _ = gates.shape
+    n_units = d_h0.shape[1]
+    dh = d_h0
+    dc = d_c0
+    copy_into(dh, d_h_final)
+    copy_into(dc, d_c_final)
+    plain = is_plain_mask(rec_mask, n_units)
+    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
+    dh_total = np.empty(n_units, dtype=gates.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    for s in range(n_steps - 1, -1, -1):
+        t = step_index(s, n_steps, go_backwards)
+        _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gates, t, s)
+        _masked_backward(d_out, carry, mask, d_gates, t, s, zero_output_for_mask, dh_total)
+        recurrent_state_grad(d_gates[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+    weight_grads(x, kernel, h_used, d_gates, d_gates, d_x, d_kernel, d_recurrent_kernel)
+    column_sums(d_gates, d_bias)
+
+
+@njit(**JIT)
+def _backward_generic(
+    x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
+    d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
+    recurrent_kernel, go_backwards, zero_output_for_mask, activation, recurrent_activation,
+):  # fmt: skip
+    n_batch, n_steps, _ = gates.shape
+    n_units = d_h0.shape[1]
+    dh = d_h0
+    dc = d_c0
+    copy_into(dh, d_h_final)
+    copy_into(dc, d_c_final)
+    plain = is_plain_mask(rec_mask, n_units)
+    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
+    dh_total = np.empty(n_units, dtype=gates.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    for s in range(n_steps - 1, -1, -1):
+        t = step_index(s, n_steps, go_backwards)
+        for b in range(n_batch):
+            keep = mask[b, t]
+            _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_total)
+            if keep:
+                _cell_backward_generic(
+                    dh_total, dc[b], gates[b, t], c_prev[b, t], c_act[b, t],
+                    activation, recurrent_activation, d_gates[b, t],
+                )  # fmt: skip
+            else:
+                fill(d_gates[b, t], 0.0)
+        recurrent_state_grad(d_gates[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+    weight_grads(x, kernel, h_used, d_gates, d_gates, d_x, d_kernel, d_recurrent_kernel)
+    column_sums(d_gates, d_bias)
+
+
 def lstm_backward(
     x, kernel, recurrent_kernel, mask, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -126,35 +362,39 @@ def lstm_backward(
     ``d_out`` (B, T, U, processing order), ``d_h_final`` and ``d_c_final`` are
     the cotangents of the outputs. Writes ``d_x``, the weight gradients and
     the initial-state gradients ``d_h0``/``d_c0``; ``d_gates`` (B, T, 4U) is
-    work space holding the pre-activation gradients.
+    work space holding the pre-activation gradients. The weight gradients
+    are one GEMM each after the time loop.
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = d_h0.shape[1]
-    dh = d_h0
-    dc = d_c0
-    copy_into(dh, d_h_final)
-    copy_into(dc, d_c_final)
-    carry = np.zeros((n_batch, n_units), dtype=x.dtype)
-    dh_total = np.empty(n_units, dtype=x.dtype)
-    d_step = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    for s in range(n_steps - 1, -1, -1):
-        t = step_index(s, n_steps, go_backwards)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
-            if keep:
-                add_into(dh_total, dh[b])
-                _cell_backward(
-                    dh_total, dc[b], gates[b, t], c_prev[b, t], c_act[b, t],
-                    activation, recurrent_activation, d_step[b],
-                )  # fmt: skip
-                fill(dh[b], 0.0)
-            else:
-                fill(d_step[b], 0.0)
-            copy_into(d_gates[b, t], d_step[b])
-        np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_masked_state_grad(dh, dh_rec, rec_mask)
-    input_and_kernel_grads(x, kernel, d_gates, d_x, d_kernel)
-    matmul_tn(h_used, d_gates, d_recurrent_kernel)
-    column_sums(d_gates, d_bias)
+    args = (
+        x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
+        d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
+        recurrent_kernel, bool(go_backwards), bool(zero_output_for_mask),
+    )  # fmt: skip
+    if _fast(activation, recurrent_activation):
+        _backward_fast(*args)
+    else:
+        _backward_generic(*args, int(activation), int(recurrent_activation))
+
+
+@njit(**JIT)
+def _lstm_step(x, kernel, recurrent_kernel, bias, h, c, activation, recurrent_activation, out):
+    """One LSTM step for streaming inference (no caches, no mask, no dropout).
+
+    ``x`` (B, F); the states ``h`` and ``c`` (B, U) are updated in place and
+    ``out`` (B, U) receives the new ``h``. Same formulas as
+    :func:`lstm_forward` for a single step, for the low-latency
+    one-step-at-a-time calls of stateful layers. Returns False, touching
+    nothing, when ``x`` holds NaN or infinity (the caller then raises), else
+    True.
+    """
+    if not all_finite(x):
+        return False
+    n_units = h.shape[1]
+    pre = np.empty(4 * n_units, dtype=x.dtype)
+    scratch = np.empty(n_units, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        row_product(x[b], kernel, pre, False)
+        row_product(h[b], recurrent_kernel, pre, True)
+        _cell_generic(pre, bias, c[b], scratch, scratch, out[b], activation, recurrent_activation)
+        copy_into(h[b], out[b])
+    return True

@@ -9,33 +9,59 @@ from numba import njit
 
 from numrnn.kernels.cpu._common import (
     JIT,
-    activate,
+    JIT_FMA,
+    TANH,
+    activate_row,
     activation_grad,
-    add_into,
-    add_masked_state_grad,
+    all_finite,
     column_sums,
     copy_into,
     emit_output,
     fill,
-    input_and_kernel_grads,
-    input_projection,
-    matmul_tn,
+    gemm,
+    is_plain_mask,
+    one_like,
     output_cotangent,
-    save_step_states,
+    project_inputs,
+    recurrent_state_grad,
+    row_product,
+    same_buffer,
+    stash_states,
     step_index,
+    weight_grads,
 )
 
 
 @njit(**JIT)
-def _cell_forward(pre, rec, bias, activation, h_new):
-    # pre: x @ W on entry, the new state on exit.
-    for u in range(pre.shape[0]):
-        h = activate(activation, pre[u] + rec[u] + bias[u])
-        pre[u] = h
-        h_new[u] = h
+def _cells_forward(states, t, s, bias, mask, h, out, activation, zero_output_for_mask):
+    # states[:, t] holds x W + h R on entry and the new candidate states on exit.
+    for b in range(h.shape[0]):
+        row = states[b, t]
+        activate_row(row, bias, activation)
+        keep = mask[b, t]
+        if keep:
+            copy_into(h[b], row)
+        emit_output(out, s, b, row, keep, zero_output_for_mask)
 
 
 @njit(**JIT)
+def _forward_loop(
+    x, kernel, states, mask, h0, rec_mask, out, h_prev, h_used, h_final,
+    recurrent_kernel, bias, activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    # the input projection, then the time loop
+    project_inputs(x, kernel, states)
+    n_steps = states.shape[1]
+    h = h_final
+    copy_into(h, h0)
+    dropped = not same_buffer(h_used, h_prev)
+    for s in range(n_steps):
+        t = step_index(s, n_steps, go_backwards)
+        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
+        gemm(h_used[:, t], False, recurrent_kernel, False, states[:, t], True)
+        _cells_forward(states, t, s, bias, mask, h, out, activation, zero_output_for_mask)
+
+
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, go_backwards, zero_output_for_mask,
@@ -46,33 +72,65 @@ def simple_rnn_forward(
     Caches: ``states`` (B, T, U) the candidate state of each step,
     ``h_prev``/``h_used`` (B, T, U) the state entering each step.
     """
-    n_batch, n_steps, _ = x.shape
-    n_units = h0.shape[1]
-    input_projection(x, kernel, states)
-    h = h_final
-    copy_into(h, h0)
-    h_step = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    rec = np.empty((n_batch, n_units), dtype=x.dtype)
-    h_new = np.empty(n_units, dtype=x.dtype)
-    for s in range(n_steps):
+    batch = (x, kernel, states, mask, h0, rec_mask, out, h_prev, h_used, h_final)
+    shared = (
+        recurrent_kernel,
+        bias,
+        int(activation),
+        bool(go_backwards),
+        bool(zero_output_for_mask),
+    )
+    _forward_loop(*batch, *shared)
+
+
+@njit(**JIT_FMA)
+def _cells_backward(
+    d_out, carry, dh, states, mask, d_pre, t, s, activation, zero_output_for_mask
+):  # fmt: skip
+    n_batch, n_units = dh.shape
+    for b in range(n_batch):
+        keep = mask[b, t]
+        d_row = d_pre[b, t]
+        output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, d_row)
+        if keep:
+            dh_row = dh[b]
+            state = states[b, t]
+            if activation == TANH:
+                one = one_like(state)
+                for u in range(n_units):
+                    y = state[u]
+                    d_row[u] = (d_row[u] + dh_row[u]) * (one - y * y)
+                    dh_row[u] = 0.0
+            else:
+                for u in range(n_units):
+                    d_row[u] = (d_row[u] + dh_row[u]) * activation_grad(activation, state[u])
+                    dh_row[u] = 0.0
+        else:
+            fill(d_row, 0.0)
+
+
+@njit(**JIT)
+def _backward_loop(
+    x, kernel, states, h_used, mask, rec_mask, d_out, d_h_final,
+    d_pre, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    recurrent_kernel, activation, go_backwards, zero_output_for_mask,
+):  # fmt: skip
+    n_batch, n_steps, n_units = states.shape
+    dh = d_h0
+    copy_into(dh, d_h_final)
+    plain = is_plain_mask(rec_mask, n_units)
+    carry = np.zeros((n_batch, n_units), dtype=states.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=states.dtype)
+    for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
-        save_step_states(t, h, rec_mask, h_prev, h_used, h_step)
-        np.dot(h_step, recurrent_kernel, rec)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            _cell_forward(states[b, t], rec[b], bias, activation, h_new)
-            if keep:
-                copy_into(h[b], h_new)
-            emit_output(out, s, b, h_new, keep, zero_output_for_mask)
+        _cells_backward(
+            d_out, carry, dh, states, mask, d_pre, t, s, activation, zero_output_for_mask
+        )
+        recurrent_state_grad(d_pre[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+    weight_grads(x, kernel, h_used, d_pre, d_pre, d_x, d_kernel, d_recurrent_kernel)
+    column_sums(d_pre, d_bias)
 
 
-@njit(**JIT)
-def _cell_backward(dh, state, activation, d_pre):
-    for u in range(dh.shape[0]):
-        d_pre[u] = dh[u] * activation_grad(activation, state[u])
-
-
-@njit(**JIT)
 def simple_rnn_backward(
     x, kernel, recurrent_kernel, mask, rec_mask,
     activation, go_backwards, zero_output_for_mask,
@@ -81,28 +139,28 @@ def simple_rnn_backward(
     d_pre, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
 ):  # fmt: skip
     """Backpropagation through time for :func:`simple_rnn_forward`."""
-    n_batch, n_steps, _ = x.shape
-    n_units = d_h0.shape[1]
-    dh = d_h0
-    copy_into(dh, d_h_final)
-    carry = np.zeros((n_batch, n_units), dtype=x.dtype)
-    dh_total = np.empty(n_units, dtype=x.dtype)
-    d_step = np.empty((n_batch, n_units), dtype=x.dtype)
-    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=x.dtype)
-    for s in range(n_steps - 1, -1, -1):
-        t = step_index(s, n_steps, go_backwards)
-        for b in range(n_batch):
-            keep = mask[b, t]
-            output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_total)
-            if keep:
-                add_into(dh_total, dh[b])
-                _cell_backward(dh_total, states[b, t], activation, d_step[b])
-                fill(dh[b], 0.0)
-            else:
-                fill(d_step[b], 0.0)
-            copy_into(d_pre[b, t], d_step[b])
-        np.dot(d_step, recurrent_kernel.T, dh_rec)
-        add_masked_state_grad(dh, dh_rec, rec_mask)
-    input_and_kernel_grads(x, kernel, d_pre, d_x, d_kernel)
-    matmul_tn(h_used, d_pre, d_recurrent_kernel)
-    column_sums(d_pre, d_bias)
+    batch = (
+        x, kernel, states, h_used, mask, rec_mask, d_out, d_h_final,
+        d_pre, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
+    )  # fmt: skip
+    shared = (recurrent_kernel, int(activation), bool(go_backwards), bool(zero_output_for_mask))
+    _backward_loop(*batch, *shared)
+
+
+@njit(**JIT)
+def _simple_rnn_step(x, kernel, recurrent_kernel, bias, h, activation, out):
+    """One SimpleRNN step for streaming inference (no caches, mask or dropout).
+
+    ``x`` (B, F); the state ``h`` (B, U) is updated in place and ``out``
+    (B, U) receives it. Returns False, touching nothing, when ``x`` holds
+    NaN or infinity, else True.
+    """
+    if not all_finite(x):
+        return False
+    for b in range(x.shape[0]):
+        row = out[b]
+        row_product(x[b], kernel, row, False)
+        row_product(h[b], recurrent_kernel, row, True)
+        activate_row(row, bias, activation)
+        copy_into(h[b], row)
+    return True
