@@ -212,3 +212,56 @@ def test_returned_sequences_are_fresh_arrays():
     a = last(x)
     b = last(2 * x)
     assert not np.shares_memory(a, b)
+
+
+# -- input projection: fused per step (few features) or one GEMM (many) ------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    ("cell", "options"),
+    [
+        ("LSTM", {}),
+        ("LSTM", {"recurrent_dropout": 0.5, "go_backwards": True}),
+        ("SimpleRNN", {"activation": "relu"}),
+    ],
+)
+def test_wide_inputs_take_the_whole_sequence_projection_with_the_same_numbers(cell, options, dtype):
+    """Below ``FUSE_MAX_FEATURES`` features the input product joins each
+    step's recurrent GEMM; from there on it is one GEMM before the loop.
+    Padding the input with zero features (and the kernel with rows that
+    then do nothing) switches paths without changing the function: outputs,
+    states and every gradient of the original entries must agree."""
+    narrow, wide = 3, _common.FUSE_MAX_FEATURES
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 5, narrow)).astype(dtype)
+    x_wide = np.concatenate([x, np.zeros((4, 5, wide - narrow), dtype=dtype)], axis=2)
+    mask = np.ones((4, 5), dtype=bool)
+    mask[1, 3:] = False
+    mask[2] = False
+    results = []
+    weights = None
+    for inputs in (x, x_wide):
+        layer = getattr(layers, cell)(
+            3, return_sequences=True, return_state=True, seed=1, dtype=dtype, **options
+        )
+        layer.build(inputs.shape)
+        if weights is None:
+            weights = layer.get_weights()
+        else:  # the same weights, plus kernel rows for the zero features
+            extra = rng.normal(size=(wide - narrow, weights[0].shape[1])).astype(dtype)
+            layer.set_weights([np.concatenate([weights[0], extra])] + weights[1:])
+        n_states = 2 if cell == "LSTM" else 1
+        cot = [np.ones((4, 5, 3), dtype=dtype)] + [np.ones((4, 3), dtype=dtype)] * n_states
+        outputs, (grads, d_x, _) = layer.value_and_vjp(
+            inputs, lambda _, cot=cot: cot, mask=mask, training=bool(options)
+        )
+        results.append((outputs, grads, d_x))
+    (out_a, grads_a, dx_a), (out_b, grads_b, dx_b) = results
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == "float64" else {"rtol": 1e-5, "atol": 1e-6}
+    for a, b in zip(out_a, out_b, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+    np.testing.assert_allclose(grads_a[0], grads_b[0][:narrow], **tol)
+    for a, b in zip(grads_a[1:], grads_b[1:], strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+    np.testing.assert_allclose(dx_a, dx_b[..., :narrow], **tol)

@@ -9,6 +9,7 @@ product with ``R_h``; bias ``(3U,)``). See ``_common`` for the conventions.
 import numpy as np
 from numba import njit
 
+from numrnn.kernels.cpu import _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -166,6 +167,19 @@ def _forward_loop_ra(
         )  # fmt: skip
 
 
+# argument positions of the compiled loops: batch-major arrays (split into row
+# blocks by _threads) and batch sums (weight gradients)
+_FORWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+_BACKWARD_ROWS_RA = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16)
+_BACKWARD_SUMS_RA = (13, 14, 15)
+_BACKWARD_ROWS_RB = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15)
+_BACKWARD_SUMS_RB = (12, 13, 14)
+
+
+def _work(gates):
+    return gates.shape[0] * gates.shape[1] * gates.shape[2]
+
+
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -182,7 +196,7 @@ def gru_forward(
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _forward_loop_ra(*batch, *shared)
+    _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), _work(gates))
 
 
 @njit(**JIT_FMA)
@@ -291,7 +305,9 @@ def gru_backward(
         recurrent_kernel, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _backward_loop_ra(*batch, *shared)
+    _threads.call_in_blocks(
+        _backward_loop_ra, batch + shared, _BACKWARD_ROWS_RA, _BACKWARD_SUMS_RA, _work(gates)
+    )
 
 
 # --- reset_after=False -----------------------------------------------------
@@ -385,7 +401,7 @@ def gru_forward_reset_before(
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _forward_loop_rb(*batch, *shared)
+    _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), _work(gates))
 
 
 @njit(**JIT_FMA)
@@ -524,7 +540,9 @@ def gru_backward_reset_before(
         recurrent_kernel, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _backward_loop_rb(*batch, *shared)
+    _threads.call_in_blocks(
+        _backward_loop_rb, batch + shared, _BACKWARD_ROWS_RB, _BACKWARD_SUMS_RB, _work(gates)
+    )
 
 
 @njit(**JIT)

@@ -6,6 +6,7 @@ See ``_common`` for the array conventions shared by every recurrent kernel.
 import numpy as np
 from numba import njit
 
+from numrnn.kernels.cpu import _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -14,21 +15,21 @@ from numrnn.kernels.cpu._common import (
     act,
     activation_grad,
     all_finite,
+    begin_products,
     column_sums,
     copy_into,
     emit_output,
     fill,
-    gemm,
     is_plain_mask,
     one_like,
     output_cotangent,
-    project_inputs,
     recurrent_state_grad,
     row_product,
     same_buffer,
     sigmoid_t,
     stash_states,
     step_index,
+    step_products,
     tanh_t,
     weight_grads,
 )
@@ -135,7 +136,7 @@ def _forward_fast(
     h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
 ):  # fmt: skip
     # tanh/sigmoid: the input projection, then the time loop
-    project_inputs(x, kernel, gates)
+    stacked, operand = begin_products(x, kernel, recurrent_kernel, gates)
     n_steps = gates.shape[1]
     n_units = h0.shape[1]
     h = h_final
@@ -148,7 +149,7 @@ def _forward_fast(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        step_products(x, h_used, recurrent_kernel, stacked, operand, gates, t)
         _cells_forward_fast(
             gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
             zero_output_for_mask,
@@ -162,7 +163,7 @@ def _forward_generic(
     activation, recurrent_activation,
 ):  # fmt: skip
     # any activations: the input projection, then the time loop
-    project_inputs(x, kernel, gates)
+    stacked, operand = begin_products(x, kernel, recurrent_kernel, gates)
     n_steps = gates.shape[1]
     n_units = h0.shape[1]
     h = h_final
@@ -175,11 +176,18 @@ def _forward_generic(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        step_products(x, h_used, recurrent_kernel, stacked, operand, gates, t)
         _cells_forward_generic(
             gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
             activation, recurrent_activation, zero_output_for_mask,
         )  # fmt: skip
+
+
+# argument positions of the compiled kernels: batch-major arrays (split into
+# row blocks by _threads) and batch sums (weight gradients)
+_FORWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+_BACKWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 17)
+_BACKWARD_SUMS = (13, 14, 15)
 
 
 def _fast(activation, recurrent_activation):
@@ -208,9 +216,10 @@ def lstm_forward(
         h_final, c_final, recurrent_kernel, bias, bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
-        _forward_fast(*args)
+        kernel_, extra = _forward_fast, ()
     else:
-        _forward_generic(*args, int(activation), int(recurrent_activation))
+        kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
+    _threads.call_in_blocks(kernel_, args + extra, _FORWARD_ROWS, (), work=gates.size)
 
 
 @njit(**JIT_FMA)
@@ -371,9 +380,13 @@ def lstm_backward(
         recurrent_kernel, bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
-        _backward_fast(*args)
+        kernel_, extra = _backward_fast, ()
     else:
-        _backward_generic(*args, int(activation), int(recurrent_activation))
+        kernel_, extra = _backward_generic, (int(activation), int(recurrent_activation))
+    _threads.call_in_blocks(
+        kernel_, args + extra, _BACKWARD_ROWS, _BACKWARD_SUMS,
+        work=gates.size,
+    )  # fmt: skip
 
 
 @njit(**JIT)

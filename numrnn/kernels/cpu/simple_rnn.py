@@ -7,6 +7,7 @@ array conventions shared by every recurrent kernel.
 import numpy as np
 from numba import njit
 
+from numrnn.kernels.cpu import _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -14,20 +15,20 @@ from numrnn.kernels.cpu._common import (
     activate_row,
     activation_grad,
     all_finite,
+    begin_products,
     column_sums,
     copy_into,
     emit_output,
     fill,
-    gemm,
     is_plain_mask,
     one_like,
     output_cotangent,
-    project_inputs,
     recurrent_state_grad,
     row_product,
     same_buffer,
     stash_states,
     step_index,
+    step_products,
     weight_grads,
 )
 
@@ -50,7 +51,7 @@ def _forward_loop(
     recurrent_kernel, bias, activation, go_backwards, zero_output_for_mask,
 ):  # fmt: skip
     # the input projection, then the time loop
-    project_inputs(x, kernel, states)
+    stacked, operand = begin_products(x, kernel, recurrent_kernel, states)
     n_steps = states.shape[1]
     h = h_final
     copy_into(h, h0)
@@ -58,8 +59,15 @@ def _forward_loop(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        gemm(h_used[:, t], False, recurrent_kernel, False, states[:, t], True)
+        step_products(x, h_used, recurrent_kernel, stacked, operand, states, t)
         _cells_forward(states, t, s, bias, mask, h, out, activation, zero_output_for_mask)
+
+
+# argument positions of the compiled loops: batch-major arrays (split into row
+# blocks by _threads) and batch sums (weight gradients)
+_FORWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9)
+_BACKWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 13)
+_BACKWARD_SUMS = (10, 11, 12)
 
 
 def simple_rnn_forward(
@@ -80,7 +88,7 @@ def simple_rnn_forward(
         bool(go_backwards),
         bool(zero_output_for_mask),
     )
-    _forward_loop(*batch, *shared)
+    _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states.size)
 
 
 @njit(**JIT_FMA)
@@ -144,7 +152,9 @@ def simple_rnn_backward(
         d_pre, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
     )  # fmt: skip
     shared = (recurrent_kernel, int(activation), bool(go_backwards), bool(zero_output_for_mask))
-    _backward_loop(*batch, *shared)
+    _threads.call_in_blocks(
+        _backward_loop, batch + shared, _BACKWARD_ROWS, _BACKWARD_SUMS, states.size
+    )
 
 
 @njit(**JIT)

@@ -1,0 +1,121 @@
+"""Batch-parallel calls of the whole-sequence kernels.
+
+The samples of a batch are independent through the time loop, so a kernel
+call can run as several calls on disjoint row blocks of the batch, one per
+thread (the compiled kernels release the GIL). Each block is a C-contiguous
+slice of every batch-major array; gradients that sum over the batch (the
+weight gradients) go to private buffers per block and are added at the end.
+
+This beats letting BLAS split each per-step product: those products are
+small, and BLAS threads synchronise at every step, while the blocks run the
+whole sequence without meeting.
+
+Thread count: the smaller of numba's (``NUMBA_NUM_THREADS``,
+``numba.set_num_threads``) and the BLAS library's (``OPENBLAS_NUM_THREADS``,
+``threadpoolctl.threadpool_limits``), so the usual knobs (and joblib's
+per-worker limits) bound it. While the blocks run, BLAS is held to one
+thread, so that the two thread pools do not oversubscribe the cores. One
+batch-parallel call runs at a time; a call made meanwhile from another
+thread runs serially.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+
+#: fewest batch rows per block, and least work (rows x steps x gate width)
+#: per call, for a split to pay for its thread hand-off
+MIN_ROWS = 8
+MIN_WORK = 1 << 17
+
+_LOCK = threading.Lock()
+_STATE = {}
+
+
+def _blas_controller():
+    controller = _STATE.get("blas")
+    if controller is None:
+        # numba's GEMMs go through SciPy's BLAS: load it before looking
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        controller = ThreadpoolController().select(user_api="blas")
+        _STATE["blas"] = controller
+    return controller
+
+
+def _thread_budget():
+    import numba
+
+    budget = numba.get_num_threads()
+    for lib in _blas_controller().lib_controllers:
+        budget = min(budget, lib.get_num_threads())
+    return budget
+
+
+def _pool():
+    pool = _STATE.get("pool")
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numrnn-kernel")
+        _STATE["pool"] = pool
+    return pool
+
+
+def n_blocks(n_batch, work):
+    """How many row blocks a call of ``n_batch`` rows and ``work`` size gets (1: serial)."""
+    if n_batch < 2 * MIN_ROWS or work < MIN_WORK:
+        return 1
+    return max(1, min(_thread_budget(), n_batch // MIN_ROWS))
+
+
+def call_in_blocks(kernel, args, sliced, summed, work):
+    """``kernel(*args)``, split over row blocks of the batch when it pays.
+
+    Parameters
+    ----------
+    kernel : callable
+        A compiled kernel (releases the GIL).
+    args : tuple
+        Its arguments.
+    sliced : sequence of int
+        Positions of the batch-major arrays (batch on axis 0), sliced per block.
+    summed : sequence of int
+        Positions of the arrays the kernel writes as sums over the batch
+        (weight gradients): each block but the first writes private ones,
+        added in at the end.
+    work : int
+        Size of the call (rows x steps x gate width), to decide whether to split.
+    """
+    n_batch = args[sliced[0]].shape[0]
+    blocks = n_blocks(n_batch, work)
+    if blocks == 1 or not _LOCK.acquire(blocking=False):
+        kernel(*args)
+        return
+    try:
+        bounds = np.linspace(0, n_batch, blocks + 1).astype(int)
+        calls = []
+        privates = []
+        for k in range(blocks):
+            block = list(args)
+            for i in sliced:
+                block[i] = args[i][bounds[k] : bounds[k + 1]]
+            if k > 0:
+                private = {i: np.empty_like(args[i]) for i in summed}
+                for i, array in private.items():
+                    block[i] = array
+                privates.append(private)
+            calls.append(block)
+        with _blas_controller().limit(limits=1):
+            futures = [_pool().submit(kernel, *block) for block in calls[1:]]
+            try:
+                kernel(*calls[0])
+            finally:
+                wait(futures)
+            for future in futures:
+                future.result()  # re-raise a block's error
+        for private in privates:
+            for i, array in private.items():
+                np.add(args[i], array, out=args[i])
+    finally:
+        _LOCK.release()
