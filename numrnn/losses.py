@@ -32,6 +32,13 @@ value is 0 and the gradient is zero.
 The cross-entropies take *logits* (pre-activation outputs) and are computed
 with softplus / log-sum-exp, so arbitrarily large logits give finite
 results.
+
+Device
+------
+:func:`value_and_grad_on_device` computes the same value and gradient for
+predictions held on a CUDA device (the device-resident fit of the
+estimators): targets, weights and masks are uploaded, the gradient stays on
+the device and the value is written into a device scalar.
 """
 
 import numpy as np
@@ -439,6 +446,140 @@ def sparse_categorical_crossentropy_from_logits(y_true, logits, *, sample_weight
             axis=-1,
         )
         return _reduce(entry_loss, elementwise_grad, counted, weights, logits.dtype, 1)
+
+
+# loss function -> kind of numrnn.kernels.cuda.ops.LOSS_KINDS
+_DEVICE_KINDS = {
+    mean_squared_error: "mse",
+    mean_absolute_error: "mae",
+    huber: "huber",
+    binary_crossentropy_from_logits: "binary_crossentropy",
+    categorical_crossentropy_from_logits: "categorical_crossentropy",
+    sparse_categorical_crossentropy_from_logits: "sparse_categorical_crossentropy",
+}
+
+
+def supports_device(loss):
+    """True when :func:`value_and_grad_on_device` computes ``loss`` (a loss of this module)."""
+    try:
+        return loss in _DEVICE_KINDS
+    except TypeError:  # unhashable callables
+        return False
+
+
+def _checked_labels(labels, counted, n_classes):
+    """The sparse cross-entropy's label checks; integer labels (0 where not counted)."""
+    labels = np.asarray(labels)
+    with np.errstate(invalid="ignore"):
+        labels = np.where(counted, labels, 0)
+    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+        raise ValueError("Integer class labels are required for the sparse cross-entropy.")
+    labels = labels.astype(np.intp)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"Class labels must lie in [0, {n_classes}); got values from "
+            f"{labels.min()} to {labels.max()}."
+        )
+    return labels
+
+
+def value_and_grad_on_device(
+    loss, y_true, y_pred, *, sample_weight=None, mask=None, out, slot=0, delta=1.0
+):
+    """A loss of this module on device predictions: value into ``out[slot]``, device gradient.
+
+    Same reduction, weights and masks as the host functions (see the module
+    docstring). Only the batch's targets, entry weights and mask go to the
+    device; nothing comes back.
+
+    Parameters
+    ----------
+    loss : callable
+        One of :func:`mean_squared_error`, :func:`mean_absolute_error`,
+        :func:`huber`, :func:`binary_crossentropy_from_logits`,
+        :func:`categorical_crossentropy_from_logits` or
+        :func:`sparse_categorical_crossentropy_from_logits`.
+    y_true : array-like
+        Host targets, as for ``loss``.
+    y_pred : CUDA device array
+        Predictions (logits for the cross-entropies), output axis last.
+    sample_weight, mask : array-like, optional
+        Host weights and entry mask, as for ``loss``.
+    out : CUDA device array
+        Receives the loss value at index ``slot`` (computed in float64,
+        stored in ``out``'s dtype, which must be ``y_pred``'s).
+    slot : int, default=0
+    delta : float, default=1.0
+        Threshold of :func:`huber`.
+
+    Returns
+    -------
+    CUDA device array
+        The gradient with respect to ``y_pred`` (its shape and dtype).
+
+    Raises
+    ------
+    ValueError
+        If ``loss`` has no device version, or for the same bad inputs as ``loss``.
+    """
+    if not supports_device(loss):
+        raise ValueError(
+            f"{getattr(loss, '__name__', loss)!r} has no device version; device losses are "
+            f"{', '.join(sorted(f.__name__ for f in _DEVICE_KINDS))}."
+        )
+    if not delta > 0:
+        raise ValueError(f"huber delta must be positive; got {delta!r}.")
+    from numrnn.kernels import get_backend
+
+    backend = get_backend("cuda")
+    ops = backend.ops
+    kind = _DEVICE_KINDS[loss]
+    shape = tuple(y_pred.shape)
+    if len(shape) < 2:
+        raise ValueError(
+            f"y_pred must have an output axis last, shape (N, k) or (N, T, k); got shape {shape}."
+        )
+    entry_shape = shape[:-1]
+    n_out = shape[-1]
+    y_true = np.asarray(y_true)
+    if kind == "categorical_crossentropy" and y_true.shape == entry_shape:
+        kind = "sparse_categorical_crossentropy"
+    if kind == "sparse_categorical_crossentropy":
+        if y_true.shape != entry_shape:
+            raise ValueError(
+                f"Integer labels have shape {y_true.shape}; expected {entry_shape} "
+                "(logits' shape without the class axis)."
+            )
+    elif y_true.shape != shape:
+        raise ValueError(
+            f"y_true has shape {y_true.shape} but y_pred has shape {shape}; they must match."
+        )
+    weights, counted = _entry_weights(entry_shape, sample_weight, mask)
+    n_counted = int(np.count_nonzero(counted))
+    if n_counted == 0:
+        ops.fill_(out[slot : slot + 1], 0.0)
+        return ops.zeros(shape, y_pred.dtype)
+    n_entries = int(np.prod(entry_shape))
+    dtype = np.dtype(y_pred.dtype)
+    if kind == "sparse_categorical_crossentropy":
+        # class indices travel as whole numbers in the predictions' dtype
+        true = _checked_labels(y_true, counted, n_out).astype(dtype).reshape(n_entries)
+    else:
+        true = np.ascontiguousarray(y_true, dtype=dtype).reshape(n_entries, n_out)
+    divisor = 1 if kind.endswith("categorical_crossentropy") else n_out
+    grad = ops.loss_value_and_grad(
+        ops.LOSS_KINDS[kind],
+        y_pred.reshape(n_entries, n_out),
+        backend.to_device(true),
+        backend.to_device(np.ascontiguousarray(counted).reshape(n_entries)),
+        backend.to_device(np.ascontiguousarray(weights, dtype=dtype).reshape(n_entries)),
+        n_counted,
+        divisor,
+        out,
+        slot,
+        delta,
+    )
+    return grad.reshape(*shape)
 
 
 _LOSSES = {

@@ -1,9 +1,19 @@
 """``Sequential``: a stack of layers with mask propagation and a vjp."""
 
+from contextlib import contextmanager
+
 import numpy as np
 
-from numrnn.kernels import check_device
-from numrnn.layers.base import Layer, as_list, check_cotangents, unwrap
+from numrnn.kernels import check_device, get_backend
+from numrnn.layers.base import (
+    Layer,
+    as_list,
+    check_cotangents,
+    check_float_input,
+    check_mask,
+    on_device,
+    unwrap,
+)
 from numrnn.layers.core import Input
 
 
@@ -21,10 +31,12 @@ class Sequential:
         given, it is set on every layer that has a ``device`` (the recurrent
         layers and ``Bidirectional``), including layers added later with
         :meth:`add`, overriding their own setting; None (the default) leaves
-        each layer's ``device`` alone. Dense, Embedding and the other
-        layers always compute with numpy on the host; on CUDA the recurrent
-        layers move their inputs to the GPU and their outputs back once per
-        call.
+        each layer's ``device`` alone. In an ordinary call Dense, Embedding
+        and the other layers compute with numpy on the host, and on CUDA the
+        recurrent layers move their inputs to the GPU and their outputs back
+        once per call. Inside :meth:`resident` (the estimators' CUDA fits)
+        the weights stay on the GPU and Dense, Dropout, TimeDistributed and
+        Bidirectional run there too.
 
     Notes
     -----
@@ -111,7 +123,13 @@ class Sequential:
     trainable_weights = weights
 
     def get_weights(self):
-        """Copies of every layer's weights, layer after layer, in Keras order."""
+        """Copies of every layer's weights, layer after layer, in Keras order.
+
+        Inside :meth:`resident` the device weights are copied to the host first.
+        """
+        residency = getattr(self, "_residency", None)
+        if residency is not None:
+            residency.sync_to_host()
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
@@ -126,6 +144,9 @@ class Sequential:
             n = len(layer.weights)
             layer.set_weights(weights[start : start + n])
             start += n
+        residency = getattr(self, "_residency", None)
+        if residency is not None:
+            residency.push_to_device()
 
     def count_params(self):
         """Total number of scalar weights."""
@@ -161,6 +182,9 @@ class Sequential:
         return x, caches
 
     def __call__(self, x, mask=None, initial_state=None, training=False):
+        residency = getattr(self, "_residency", None)
+        if residency is not None and not on_device(x):
+            return residency.call(x, mask=mask, initial_state=initial_state, training=training)
         return self._forward(x, mask, initial_state, training)[0]
 
     def predict(self, x, batch_size=32, mask=None):
@@ -196,6 +220,69 @@ class Sequential:
         """Vector-Jacobian product; same contract as :meth:`Layer.vjp`."""
         return self.value_and_vjp(x, lambda _: cotangents, mask, initial_state, training)[1]
 
+    # -- device residency ----------------------------------------------------
+    def device_support(self):
+        """Whether :meth:`resident` can run this model, and if not, why.
+
+        Returns
+        -------
+        str or None
+            None when every layer has a device path (recurrent layers that
+            are not stateful and return no states, with ``device`` resolving
+            to CUDA; Bidirectional with a merge mode; Dense; Dropout;
+            TimeDistributed of those), else a sentence naming the first layer
+            that has none (Embedding, Masking, custom layers, ...).
+        """
+        if not self.layers:
+            return "the model has no layers"
+        for layer in self.layers:
+            reason = layer._device_support()
+            if reason is not None:
+                return reason
+        return None
+
+    @contextmanager
+    def resident(self):
+        """Context manager: keep the weights on the CUDA device for a whole fit.
+
+        On entry every weight is uploaded once to a device twin; inside,
+        layers fed device arrays use the twins and keep outputs and
+        gradients on the device (see :class:`Residency`). On exit, also on
+        an exception, the twins are copied back into the host arrays, which
+        are then current again (for pickling, ``get_weights`` or a CPU
+        predict).
+
+        Yields
+        ------
+        Residency
+
+        Raises
+        ------
+        ValueError
+            If a layer has no device path (see :meth:`device_support`), the
+            model is not built, or it is already resident.
+        """
+        self._require_built()
+        if getattr(self, "_residency", None) is not None:
+            raise ValueError(f"{self.name} is already resident on the device.")
+        reason = self.device_support()
+        if reason is not None:
+            raise ValueError(f"{self.name} cannot be trained on the device: {reason}.")
+        backend = get_backend("cuda")
+        params = self.trainable_weights
+        constants = [c for layer in self.layers for c in layer._device_constants()]
+        with backend.resident(params + constants) as twins:
+            self._residency = Residency(self, backend, params, twins[: len(params)])
+            try:
+                yield self._residency
+            finally:
+                self._residency = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_residency", None)  # device twins never travel with the model
+        return state
+
     # -- display -------------------------------------------------------------
     def summary(self, print_fn=None):
         """Print a Keras-style table of layers, output shapes and parameter counts."""
@@ -215,6 +302,117 @@ class Sequential:
         (print_fn or print)("\n".join(text))
 
 
+class Residency:
+    """The device twins of a :class:`Sequential`'s weights during :meth:`Sequential.resident`.
+
+    Parameters
+    ----------
+    model : Sequential
+    backend : numrnn.kernels.cuda.CudaBackend
+    params : list of ndarray
+        The host weights, in ``get_weights()`` order.
+    twins : list of device arrays
+        Their device twins, parallel to ``params``.
+    """
+
+    def __init__(self, model, backend, params, twins):
+        self.model = model
+        self.backend = backend
+        self.params = list(params)
+        self.twins = list(twins)
+        self._step_buffers = None
+
+    @property
+    def ops(self):
+        """The device operations (``numrnn.kernels.cuda.ops``)."""
+        return self.backend.ops
+
+    def snapshot(self):
+        """Device copies of the current device weights (nothing crosses to the host)."""
+        return [self.ops.copy_new(t) for t in self.twins]
+
+    def step_snapshot(self):
+        """Like :meth:`snapshot`, into device buffers reused from call to call.
+
+        For the rollback of one training step: the previous step snapshot is
+        overwritten.
+        """
+        if self._step_buffers is None:
+            self._step_buffers = [self.ops.empty(t.shape, t.dtype) for t in self.twins]
+        for buffer, twin in zip(self._step_buffers, self.twins, strict=True):
+            self.ops.copy_(buffer, twin)
+        return self._step_buffers
+
+    def restore(self, snapshot):
+        """Copy a :meth:`snapshot` back into the device weights, on the device."""
+        if len(snapshot) != len(self.twins):
+            raise ValueError(
+                f"A snapshot of {len(snapshot)} arrays cannot restore {len(self.twins)} weights."
+            )
+        for twin, saved in zip(self.twins, snapshot, strict=True):
+            self.ops.copy_(twin, saved)
+
+    def sync_to_host(self):
+        """Copy the device weights into the host arrays (a transfer of every weight)."""
+        for param, twin in zip(self.params, self.twins, strict=True):
+            twin.copy_to_host(param)
+
+    def push_to_device(self):
+        """Copy the host arrays into the device weights (a transfer of every weight)."""
+        for param, twin in zip(self.params, self.twins, strict=True):
+            twin.copy_to_device(param)
+
+    def upload(self, array, dtype=None):
+        """One batch input on the device (a C-contiguous copy in ``dtype``)."""
+        if array is None or on_device(array):
+            return array
+        return self.backend.to_device(np.ascontiguousarray(array, dtype=dtype))
+
+    def forward(self, x, mask=None, training=False):
+        """Forward pass of device ``x`` (and mask); returns ``(output, caches)``."""
+        return self.model._forward(x, mask, None, training)
+
+    def value_and_grads(self, x, cotangent_fn, mask=None, training=True):
+        """Forward and backward pass on the device.
+
+        Parameters
+        ----------
+        x : device array
+        cotangent_fn : callable
+            ``cotangent_fn(output)`` receives the device output and returns
+            its device cotangent.
+        mask : device bool array, optional
+        training : bool, default=True
+
+        Returns
+        -------
+        output : device array
+        grads : list of device arrays
+            Parallel to the model's weights.
+        """
+        output, caches = self.forward(x, mask, training)
+        grad = cotangent_fn(output)
+        grads = []
+        for layer, cache in zip(reversed(self.model.layers), reversed(caches)):
+            layer_grads, grad, _ = layer._backward(cache, [grad])
+            grads[:0] = layer_grads
+        return output, grads
+
+    def call(self, x, mask=None, initial_state=None, training=False):
+        """The model on host ``x``, computed with the device weights; host output.
+
+        Only ``x``, the mask and the output cross (this serves ``predict``
+        during a resident fit, e.g. for validation scores).
+        """
+        if initial_state is not None:
+            raise ValueError("A resident model takes no initial_state.")
+        first = self.model.layers[0]
+        x = check_float_input(x, first.dtype, self.model.name)
+        mask = check_mask(mask, x.shape[:2], self.model.name)
+        output, _ = self.forward(self.upload(x), self.upload(mask), training)
+        return self.backend.to_host(output)
+
+
 def _set_device(layer, device):
     if hasattr(layer, "device"):
         layer.device = device
@@ -223,4 +421,4 @@ def _set_device(layer, device):
         inner.device = device
 
 
-__all__ = ["Sequential", "unwrap"]
+__all__ = ["Residency", "Sequential", "unwrap"]

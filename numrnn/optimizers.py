@@ -15,11 +15,21 @@ failure or when early stopping restores the best epoch.
 Gradient clipping follows Keras: at most one of ``clipnorm`` (each array's
 L2 norm), ``global_clipnorm`` (the L2 norm of all arrays together) and
 ``clipvalue`` (element-wise) may be set; it is applied before the update.
+
+The same optimizers update CUDA device arrays (the device-resident fit of
+the estimators, see :meth:`numrnn.Sequential.resident`): when ``update``
+receives device parameters, the slots live on the device, the clipping and
+the update run as CUDA kernels with the same formulas, and device
+gradients are clipped in place. :meth:`Optimizer.resident` moves existing
+slots to the device for a fit and back to host arrays at its end.
 """
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
+
+from numrnn.layers.base import on_device
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "clip_gradients", "get"]
 
@@ -112,15 +122,22 @@ class Optimizer:
 
         Parameters
         ----------
-        params : list of ndarray
-            The parameter arrays, modified in place.
-        grads : list of ndarray
-            Gradients parallel to ``params``.
+        params : list of ndarray or of CUDA device arrays
+            The parameter arrays, modified in place. Device parameters take
+            device gradients and use device slots (see the module notes).
+        grads : list of ndarray or of CUDA device arrays
+            Gradients parallel to ``params``; device gradients are clipped
+            in place.
         """
         if len(params) != len(grads):
             raise ValueError(
                 f"Got {len(grads)} gradients for {len(params)} parameters; they must be parallel."
             )
+        if params and on_device(params[0]):
+            self._update_device(params, grads)
+            return
+        if self._slots and _first_slot_on_device(self._slots):
+            self.slots_to_host()
         if self._slots is None:
             self._build(params)
         else:
@@ -150,8 +167,91 @@ class Optimizer:
     def _update_one(self, index, param, grad):
         raise NotImplementedError
 
+    # -- device path -----------------------------------------------------------
+    def _update_device(self, params, grads):
+        ops = _device_ops()
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            if tuple(param.shape) != tuple(grad.shape):
+                raise ValueError(
+                    f"Gradient {index} has shape {tuple(grad.shape)} but its parameter has "
+                    f"shape {tuple(param.shape)}."
+                )
+        if self._slots is None:
+            self._slots = {
+                name: [ops.zeros(p.shape, p.dtype) for p in params] for name in self._slot_names()
+            }
+        else:
+            first_slots = next(iter(self._slots.values()), None)
+            if first_slots is not None and [tuple(s.shape) for s in first_slots] != [
+                tuple(p.shape) for p in params
+            ]:
+                raise ValueError(
+                    "The parameters' shapes differ from those this optimizer was built "
+                    "with; create a new optimizer for new parameters."
+                )
+            self.slots_to_device()
+        self._clip_device(grads, ops)
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            self._update_one_device(ops, index, param, grad)
+        self.iterations += 1
+
+    def _clip_device(self, grads, ops):
+        """:func:`clip_gradients` on device gradients, in place."""
+        if self.clipnorm is not None:
+            sums = ops.zeros((len(grads),), grads[0].dtype)
+            for index, grad in enumerate(grads):
+                ops.sum_squares(grad, sums, index, accumulate=False)
+                ops.clip_by_norm_(grad, sums, index, float(self.clipnorm))
+        elif self.global_clipnorm is not None:
+            sums = ops.zeros((1,), grads[0].dtype)
+            for grad in grads:
+                ops.sum_squares(grad, sums, 0, accumulate=True)
+            for grad in grads:
+                ops.clip_by_norm_(grad, sums, 0, float(self.global_clipnorm))
+        elif self.clipvalue is not None:
+            for grad in grads:
+                ops.clip_by_value_(grad, float(self.clipvalue))
+
+    def _update_one_device(self, ops, index, param, grad):
+        raise NotImplementedError
+
+    def _slots_on_device(self):
+        return any(on_device(s) for slots in (self._slots or {}).values() for s in slots)
+
+    def slots_to_device(self):
+        """Move the slot arrays to the CUDA device (once; a no-op when there or unbuilt)."""
+        if not self._slots:
+            return
+        backend = _device_backend()
+        self._slots = {
+            name: [s if on_device(s) else backend.to_device(s) for s in slots]
+            for name, slots in self._slots.items()
+        }
+
+    def slots_to_host(self):
+        """Move device slot arrays back to host arrays (a no-op when on the host)."""
+        if not self._slots:
+            return
+        self._slots = {
+            name: [s.copy_to_host() if on_device(s) else s for s in slots]
+            for name, slots in self._slots.items()
+        }
+
+    @contextmanager
+    def resident(self):
+        """Context manager: slots on the device inside (created there on the
+        first device ``update`` when unbuilt), host arrays again on exit (also
+        on an exception), so that the optimizer pickles and saves."""
+        try:
+            self.slots_to_device()
+            yield self
+        finally:
+            self.slots_to_host()
+
     def get_state(self):
         """Return a deep copy of the optimizer's mutable state.
+
+        Device slots are copied on the device (nothing crosses to the host).
 
         Returns
         -------
@@ -161,7 +261,7 @@ class Optimizer:
         return {
             "iterations": self.iterations,
             "learning_rate": self.learning_rate,
-            "slots": copy.deepcopy(self._slots),
+            "slots": _copy_slots(self._slots),
         }
 
     def set_state(self, state):
@@ -174,7 +274,16 @@ class Optimizer:
         """
         self.iterations = int(state["iterations"])
         self.learning_rate = float(state["learning_rate"])
-        self._slots = copy.deepcopy(state["slots"])
+        self._slots = _copy_slots(state["slots"])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self._slots is not None and self._slots_on_device():
+            state["_slots"] = {
+                name: [s.copy_to_host() if on_device(s) else s for s in slots]
+                for name, slots in self._slots.items()
+            }
+        return state
 
     def __repr__(self):
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"
@@ -222,6 +331,15 @@ class SGD(Optimizer):
 
     def _slot_names(self):
         return ("velocity",) if self.momentum != 0 else ()
+
+    def _update_one_device(self, ops, index, param, grad):
+        if self.momentum == 0:
+            ops.sgd_update(param, grad, self.learning_rate)
+        else:
+            ops.sgd_momentum_update(
+                param, grad, self._slots["velocity"][index], self.learning_rate,
+                self.momentum, self.nesterov,
+            )  # fmt: skip
 
     def _update_one(self, index, param, grad):
         lr = param.dtype.type(self.learning_rate)
@@ -283,6 +401,16 @@ class Adam(Optimizer):
 
     def _slot_names(self):
         return ("m", "v")
+
+    def _step_size(self):
+        step = self.iterations + 1
+        return self.learning_rate * np.sqrt(1.0 - self.beta_2**step) / (1.0 - self.beta_1**step)
+
+    def _update_one_device(self, ops, index, param, grad):
+        ops.adam_update(
+            param, grad, self._slots["m"][index], self._slots["v"][index], self._step_size(),
+            self.beta_1, self.beta_2, self.epsilon,
+        )  # fmt: skip
 
     def _update_one(self, index, param, grad):
         dtype = param.dtype.type
@@ -357,6 +485,14 @@ class RMSprop(Optimizer):
             names.append("mean_grad")
         return tuple(names)
 
+    def _update_one_device(self, ops, index, param, grad):
+        ops.rmsprop_update(
+            param, grad, self._slots["mean_square"][index],
+            self._slots["mean_grad"][index] if self.centered else None,
+            self._slots["momentum"][index] if self.momentum > 0 else None,
+            self.learning_rate, self.rho, self.epsilon, self.momentum, self.centered,
+        )  # fmt: skip
+
     def _update_one(self, index, param, grad):
         dtype = param.dtype.type
         rho = dtype(self.rho)
@@ -378,6 +514,36 @@ class RMSprop(Optimizer):
             param -= momentum_buffer
         else:
             param -= increment
+
+
+def _first_slot_on_device(slots):
+    """Whether the slots live on the device (they move all together)."""
+    for arrays in slots.values():
+        return bool(arrays) and on_device(arrays[0])
+    return False
+
+
+def _device_backend():
+    from numrnn.kernels import get_backend
+
+    return get_backend("cuda")
+
+
+def _device_ops():
+    return _device_backend().ops
+
+
+def _copy_slots(slots):
+    """A deep copy of a slots dict; device arrays are copied on the device."""
+    if slots is None:
+        return None
+    if not any(on_device(s) for arrays in slots.values() for s in arrays):
+        return copy.deepcopy(slots)
+    ops = _device_ops()
+    return {
+        name: [ops.copy_new(s) if on_device(s) else np.array(s, copy=True) for s in arrays]
+        for name, arrays in slots.items()
+    }
 
 
 _OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}

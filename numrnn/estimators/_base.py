@@ -9,6 +9,15 @@ except for a non-finite loss, where the last finite weights are kept and a
 With ``stateful=True`` an epoch walks long series in chunks of
 ``chunk_length`` steps instead of mini-batches of sequences (see
 :mod:`numrnn.estimators._stateful`).
+
+When ``device`` resolves to CUDA and the network has a device path (see
+:meth:`numrnn.Sequential.device_support`), the fit is device-resident: the
+weights and the optimizer slots move to the GPU once at the start
+(:meth:`numrnn.Sequential.resident`, :meth:`numrnn.optimizers.Optimizer.resident`)
+and back once at the end; each batch uploads its inputs and downloads four
+scalars (loss, squared norm, non-finite counts). Checkpoints and the
+early-stopping best weights are device copies. Stateful fits and networks
+without a device path keep the per-call transfers of the layers.
 """
 
 import contextlib
@@ -24,7 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from numrnn import _validation, config, optimizers
+from numrnn import _validation, config, losses, optimizers
 from numrnn import layers as nr_layers
 from numrnn.estimators import _stateful
 from numrnn.kernels import check_device, resolve_device
@@ -57,6 +66,8 @@ class _TrainingState:
     best_validation_score: float | None = None
     best_loss: float = np.inf
     no_improvement_count: int = 0
+    # numrnn.models.Residency during a device-resident fit, else None
+    residency: object = None
 
 
 def _is_bool(value):
@@ -101,6 +112,24 @@ def _penalized_flags(model):
     """True for the weights the L2 penalty applies to (every weight but biases)."""
     bias_ids = {id(b) for layer in model.layers for b in _iter_biases(layer)}
     return [id(w) not in bias_ids for w in model.trainable_weights]
+
+
+def _copy_weights(state, weights=None):
+    """Copies of the model's weights (or of ``weights``): device copies in a resident fit."""
+    residency = state.residency
+    if residency is None:
+        return [w.copy() for w in (state.model.weights if weights is None else weights)]
+    if weights is None:
+        return residency.snapshot()
+    return [residency.ops.copy_new(w) for w in weights]
+
+
+def _restore_weights(state, weights):
+    """Set the model's weights from :func:`_copy_weights` copies (on the device when resident)."""
+    if state.residency is None:
+        state.model.set_weights(weights)
+    else:
+        state.residency.restore(weights)
 
 
 def _progress_bar(total, description, enabled):
@@ -582,7 +611,10 @@ class _BaseRNN(BaseEstimator):
                 optimizer=self._make_optimizer(),
                 rng=rng,
             )
-        with _stateful.single_threaded_blas() if stateful else contextlib.nullcontext():
+        with (
+            _stateful.single_threaded_blas() if stateful else contextlib.nullcontext(),
+            self._device_residency(state, stateful),
+        ):
             error = self._run_epochs(
                 state, data, targets, loss_targets, entry_weights, weights, incremental
             )
@@ -601,6 +633,30 @@ class _BaseRNN(BaseEstimator):
         self._stateful_fit = stateful
         self._states_fresh = False
         return error
+
+    @contextlib.contextmanager
+    def _device_residency(self, state, stateful):
+        """Keep weights and optimizer slots on the GPU for the fit, when possible.
+
+        Taken when ``device`` resolves to CUDA, the fit is not stateful, the
+        network has a device path and the loss a device version; otherwise a
+        no-op (the layers then move data per call). On exit, also on an
+        exception, the host weights and slots are current again.
+        """
+        if (
+            stateful
+            or resolve_device(self.device) != "cuda"
+            or state.model.device_support() is not None
+            or not losses.supports_device(self._loss_function())
+        ):
+            yield None
+            return
+        with state.model.resident() as residency, state.optimizer.resident():
+            state.residency = residency
+            try:
+                yield residency
+            finally:
+                state.residency = None
 
     def _uses_validation(self, incremental):
         return self.early_stopping and not incremental
@@ -673,7 +729,7 @@ class _BaseRNN(BaseEstimator):
         loss_fn = self._loss_function()
         batch_size = self._batch_size(len(train_idx))
         n_epochs = 1 if incremental else self.max_iter
-        best_weights = model.get_weights() if use_validation else None
+        best_weights = _copy_weights(state) if use_validation else None
         bar = _progress_bar(n_epochs, type(self).__name__, bool(self.verbose))
         error = None
         stopped_early = False
@@ -733,14 +789,14 @@ class _BaseRNN(BaseEstimator):
                 stacklevel=4,
             )
         if use_validation and error is None:
-            model.set_weights(best_weights)
+            _restore_weights(state, best_weights)
         return error
 
     @staticmethod
     def _checkpoint(state, best_weights):
         """Everything an epoch changes, to undo an interrupted epoch."""
         return (
-            state.model.get_weights(),
+            _copy_weights(state),
             state.optimizer.get_state(),
             state.n_iter,
             len(state.loss_curve),
@@ -748,7 +804,7 @@ class _BaseRNN(BaseEstimator):
             state.best_validation_score,
             state.best_loss,
             state.no_improvement_count,
-            None if best_weights is None else [w.copy() for w in best_weights],
+            None if best_weights is None else _copy_weights(state, best_weights),
         )
 
     @staticmethod
@@ -756,7 +812,7 @@ class _BaseRNN(BaseEstimator):
         weights, optimizer_state, n_iter, n_losses, n_scores, best_score, best_loss, count, best = (
             checkpoint
         )
-        state.model.set_weights(weights)
+        _restore_weights(state, weights)
         state.optimizer.set_state(optimizer_state)
         state.n_iter = n_iter
         del state.loss_curve[n_losses:]
@@ -804,7 +860,7 @@ class _BaseRNN(BaseEstimator):
                 state.no_improvement_count = 0
             if score > state.best_validation_score:
                 state.best_validation_score = score
-                best_weights[:] = state.model.get_weights()
+                best_weights[:] = _copy_weights(state)
             criterion = "Validation score"
         else:
             loss = state.loss_curve[-1]
@@ -876,19 +932,15 @@ class _BaseRNN(BaseEstimator):
         self, state, x, x_mask, targets, weights, loss_mask, loss_fn, params, penalized
     ):
         """One optimizer step on a batch; return (loss, total weight of the batch)."""
-        counted = np.ones(weights.shape, dtype=bool) if loss_mask is None else loss_mask
-        if weights.ndim < counted.ndim:
-            entry_weights = np.broadcast_to(weights[:, None], counted.shape)
-        else:
-            entry_weights = weights
-        weight_sum = float(np.sum(entry_weights[counted]))
-        if weight_sum <= 0:
+        scaling = self._batch_scaling(x, weights, loss_mask)
+        if scaling is None:
             return 0.0, 0.0
-        n_counted = int(np.count_nonzero(counted))
-        # rescale so the loss is sum(w * l) / sum(w) (scikit-learn's convention)
-        scaled_weights = weights * (n_counted / weight_sum)
-        # L2 penalty per weighted sequence, as MLPClassifier's alpha / n_samples
-        penalty_scale = self.alpha / (weight_sum * len(x) / n_counted)
+        weight_sum, scaled_weights, penalty_scale = scaling
+        if state.residency is not None:
+            return self._train_step_device(
+                state, x, x_mask, targets, loss_mask, loss_fn, penalized,
+                weight_sum, scaled_weights, penalty_scale,
+            )  # fmt: skip
         loss_holder = {}
 
         def cotangent(outputs):
@@ -917,6 +969,78 @@ class _BaseRNN(BaseEstimator):
                 param[...] = saved
             state.optimizer.set_state(optimizer_state)
             self._raise_non_finite(state, np.nan)
+        return loss, weight_sum
+
+    def _batch_scaling(self, x, weights, loss_mask):
+        """``(weight_sum, scaled entry weights, penalty scale)`` of a batch, or None
+        when its weights sum to zero (nothing to learn)."""
+        counted = np.ones(weights.shape, dtype=bool) if loss_mask is None else loss_mask
+        if weights.ndim < counted.ndim:
+            entry_weights = np.broadcast_to(weights[:, None], counted.shape)
+        else:
+            entry_weights = weights
+        weight_sum = float(np.sum(entry_weights[counted]))
+        if weight_sum <= 0:
+            return None
+        n_counted = int(np.count_nonzero(counted))
+        # rescale so the loss is sum(w * l) / sum(w) (scikit-learn's convention)
+        scaled_weights = weights * (n_counted / weight_sum)
+        # L2 penalty per weighted sequence, as MLPClassifier's alpha / n_samples
+        penalty_scale = self.alpha / (weight_sum * len(x) / n_counted)
+        return weight_sum, scaled_weights, penalty_scale
+
+    def _train_step_device(
+        self, state, x, x_mask, targets, loss_mask, loss_fn, penalized, weight_sum,
+        scaled_weights, penalty_scale,
+    ):  # fmt: skip
+        """:meth:`_train_step` of a device-resident fit.
+
+        Uploads the batch (inputs, mask, targets, weights; the layers upload
+        their dropout masks), computes loss, gradients, penalty and update
+        on the device, and downloads one array of four scalars: the loss, the
+        weights' squared norm (both summed in float64, stored in the model's
+        dtype), and the numbers of non-finite gradient and updated weight
+        values. A non-finite step restores the
+        device weights and optimizer slots saved before it (device copies)
+        and raises, as on the host.
+        """
+        residency = state.residency
+        ops = residency.ops
+        params = residency.twins
+        dtype = state.model.layers[0].dtype
+        scalars = ops.zeros((4,), dtype)
+        snapshot = residency.step_snapshot()
+        optimizer_state = state.optimizer.get_state()
+
+        def cotangent(output):
+            return losses.value_and_grad_on_device(
+                loss_fn, targets, output, sample_weight=scaled_weights, mask=loss_mask,
+                out=scalars, slot=0,
+            )  # fmt: skip
+
+        _, grads = residency.value_and_grads(
+            residency.upload(x, dtype), cotangent, mask=residency.upload(x_mask), training=True
+        )
+        if self.alpha > 0:
+            for param, grad, flag in zip(params, grads, penalized, strict=True):
+                if flag:
+                    ops.sum_squares(param, scalars, 1, accumulate=True)
+                    ops.axpy_(grad, penalty_scale, param)
+        for grad in grads:
+            ops.count_nonfinite(grad, scalars, 2)
+        state.optimizer.update(params, grads)
+        for param in params:
+            ops.count_nonfinite(param, scalars, 3)
+        values = scalars.copy_to_host()
+        loss = float(values[0])
+        if self.alpha > 0:
+            loss += 0.5 * penalty_scale * float(values[1])
+        bad_gradient = not np.isfinite(loss) or values[2] > 0
+        if bad_gradient or values[3] > 0:
+            # as on the host: no update from a non-finite step
+            residency.restore(snapshot)
+            state.optimizer.set_state(optimizer_state)
+            self._raise_non_finite(state, loss if bad_gradient else np.nan)
         return loss, weight_sum
 
     def _raise_non_finite(self, state, loss):
@@ -1085,7 +1209,13 @@ cell : {'lstm', 'gru', 'simple'}, default='lstm'
         ``cuda`` extra (numba-cuda) and an NVIDIA GPU and raises
         :class:`numrnn.kernels.DeviceUnavailableError` at fit otherwise;
         ``'auto'`` uses the GPU when one is present and the CPU otherwise.
-        Dense layers, losses and the optimizer run on the host.
+        On CUDA the fit is device-resident: weights, gradients and optimizer
+        state stay on the GPU for the whole fit (Dense layers, loss and
+        optimizer run there too), and only the batches go up and a few
+        scalars per batch come back. Stateful fits and user-given ``layers``
+        with a layer that has no device path (``Embedding``, ``Masking``,
+        custom layers) run only the recurrent kernels on the GPU, moving
+        weights and activations once per layer call.
     layers : list of numrnn layers, default=None
         Escape hatch: the network body, deep-copied at each fresh fit. The
         estimator appends its output layer (a linear ``Dense`` with one unit

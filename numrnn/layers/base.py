@@ -11,6 +11,7 @@ The public ``__call__``/``vjp``/``value_and_vjp`` wrap them.
 """
 
 import itertools
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -35,6 +36,17 @@ def _default_name(cls):
     )
     n = next(_NAME_COUNTERS[base])
     return base if n == 0 else f"{base}_{n}"
+
+
+def on_device(array):
+    """True when ``array`` is a CUDA device array (of numba's or its simulator's).
+
+    Never imports ``numba.cuda``: without it loaded no device array exists.
+    """
+    if array is None or isinstance(array, np.ndarray):
+        return False
+    common = sys.modules.get("numrnn.kernels.cuda._common")
+    return common is not None and common.is_device_array(array)
 
 
 def as_list(value):
@@ -225,6 +237,20 @@ class Layer:
 
     def reset_states(self):
         """Reset the states of stateful sub-layers (a no-op for stateless layers)."""
+
+    # -- device-resident training ---------------------------------------------
+    def _device_support(self):
+        """None when the layer can run on device arrays in a resident fit, else why not.
+
+        Layers that take device inputs (recurrent layers, Bidirectional,
+        Dense, TimeDistributed, Dropout) override this; see
+        :meth:`numrnn.Sequential.resident`.
+        """
+        return f"{type(self).__name__} layers have no device path"
+
+    def _device_constants(self):
+        """Host arrays, other than the weights, that a resident fit keeps on the device."""
+        return []
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"

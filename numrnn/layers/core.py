@@ -4,12 +4,29 @@ import numpy as np
 
 from numrnn import activations
 from numrnn.initializers import check_initializer, initialize
+from numrnn.kernels import get_backend
 from numrnn.layers.base import (
     Layer,
     check_float_input,
     check_positive_int,
     check_rate,
+    on_device,
 )
+
+
+def _check_device_input(x, dtype, name, min_ndim=1, n_features=None):
+    """Shape and dtype checks of a device input (the host checks cast instead)."""
+    shape = tuple(x.shape)  # (the simulator's shapes take no negative index)
+    if np.dtype(x.dtype) != dtype:
+        raise TypeError(
+            f"{name}: a device input must have the layer's dtype {dtype}, got {x.dtype}."
+        )
+    if len(shape) < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim}-D input, got shape {shape}.")
+    if n_features is not None and shape[-1] != n_features:
+        raise ValueError(
+            f"{name}: input has {shape[-1]} features, but the layer was built for {n_features}."
+        )
 
 
 class Input:
@@ -91,6 +108,8 @@ class Dense(Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def _forward(self, x, mask, initial_state, training):
+        if on_device(x):
+            return self._forward_device(x)
         x = check_float_input(x, self.dtype, self.name, n_features=self.kernel.shape[0])
         if x.ndim < 2:
             raise ValueError(f"{self.name}: expected at least 2-D input, got shape {x.shape}.")
@@ -101,6 +120,8 @@ class Dense(Layer):
         return [y], (x, z, y)
 
     def _backward(self, cache, cotangents):
+        if isinstance(cache, dict):
+            return self._backward_device(cache, cotangents)
         x, z, y = cache
         dz = activations.backprop(self.activation, z, y, cotangents[0])
         n_in = x.shape[-1]
@@ -110,6 +131,38 @@ class Dense(Layer):
         if self.use_bias:
             grads.append(dz2.sum(axis=0))
         return grads, dz @ self.kernel.T, None
+
+    # -- device-resident path ---------------------------------------------------
+    def _device_support(self):
+        return None
+
+    def _forward_device(self, x):
+        """Forward pass on a device input (weights via ``backend.to_device``)."""
+        _check_device_input(x, self.dtype, self.name, 2, self.kernel.shape[0])
+        backend = get_backend("cuda")
+        ops = backend.ops
+        shape = tuple(x.shape)
+        lead = shape[:-1]
+        n_rows = int(np.prod(lead))
+        x2 = x.reshape(n_rows, shape[-1])
+        kernel = backend.to_device(self.kernel)
+        bias = backend.to_device(self.bias) if self.use_bias else None
+        code = ops.DENSE_ACTIVATIONS[self.activation]
+        z, y = ops.dense_forward(x2, kernel, bias, code)
+        output = y if len(lead) == 1 else y.reshape(*lead, self.units)
+        cache = {"backend": backend, "x": x2, "x_shape": tuple(x.shape), "kernel": kernel,
+                 "z": z, "y": y, "code": code}  # fmt: skip
+        return [output], cache
+
+    def _backward_device(self, cache, cotangents):
+        backend = cache["backend"]
+        z = cache["z"]
+        dy = backend.to_device(cotangents[0]).reshape(*z.shape)
+        d_kernel, d_bias, d_x = backend.ops.dense_backward(
+            cache["x"], cache["kernel"], z, cache["y"], dy, cache["code"], self.use_bias
+        )
+        grads = [d_kernel] + ([d_bias] if self.use_bias else [])
+        return grads, d_x.reshape(*cache["x_shape"]), None
 
 
 class Embedding(Layer):
@@ -252,15 +305,31 @@ class Dropout(Layer):
         return config
 
     def _forward(self, x, mask, initial_state, training):
-        x = check_float_input(x, self.dtype, self.name)
+        device = on_device(x)
+        if device:
+            _check_device_input(x, self.dtype, self.name)
+        else:
+            x = check_float_input(x, self.dtype, self.name)
         if not training or self.rate == 0.0:
             return [x], None
         scale = ((self._rng.random(x.shape) >= self.rate) / (1.0 - self.rate)).astype(self.dtype)
+        if device:
+            # the mask is drawn on the host (same generator, same numbers) and uploaded
+            backend = get_backend("cuda")
+            scale = backend.to_device(scale)
+            return [backend.ops.multiply(x, scale)], scale
         return [x * scale], scale
 
     def _backward(self, cache, cotangents):
-        d = cotangents[0] if cache is None else cotangents[0] * cache
-        return [], d, None
+        if cache is None:
+            return [], cotangents[0], None
+        if on_device(cache):
+            backend = get_backend("cuda")
+            return [], backend.ops.multiply(backend.to_device(cotangents[0]), cache), None
+        return [], cotangents[0] * cache, None
+
+    def _device_support(self):
+        return None
 
 
 class TimeDistributed(Layer):
@@ -316,21 +385,26 @@ class TimeDistributed(Layer):
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
     def _forward(self, x, mask, initial_state, training):
-        x = np.asarray(x)
-        if x.ndim < 3:
+        if not on_device(x):
+            x = np.asarray(x)
+        shape = tuple(x.shape)
+        if len(shape) < 3:
             raise ValueError(
                 f"{self.name}: expected input of at least 3 dims (batch, timesteps, ...), "
-                f"got shape {x.shape}."
+                f"got shape {shape}."
             )
-        batch, steps = x.shape[:2]
-        flat = x.reshape((batch * steps,) + x.shape[2:])
+        batch, steps = shape[:2]
+        flat = x.reshape(*((batch * steps,) + shape[2:]))
         outputs, cache = self.layer._forward(flat, None, None, training)
         y = outputs[0]
-        return [y.reshape((batch, steps) + y.shape[1:])], (cache, x.shape)
+        return [y.reshape(*((batch, steps) + tuple(y.shape)[1:]))], (cache, shape)
 
     def _backward(self, cache, cotangents):
         inner_cache, x_shape = cache
         d = cotangents[0]
-        d_flat = d.reshape((x_shape[0] * x_shape[1],) + d.shape[2:])
+        d_flat = d.reshape(*((x_shape[0] * x_shape[1],) + tuple(d.shape)[2:]))
         grads, d_x, _ = self.layer._backward(inner_cache, [d_flat])
-        return grads, None if d_x is None else d_x.reshape(x_shape), None
+        return grads, None if d_x is None else d_x.reshape(*x_shape), None
+
+    def _device_support(self):
+        return self.layer._device_support()

@@ -12,13 +12,14 @@ import numpy as np
 
 from numrnn.activations import recurrent_activation_code
 from numrnn.initializers import check_initializer, initialize
-from numrnn.kernels import check_device, get_backend
+from numrnn.kernels import DeviceUnavailableError, check_device, get_backend, resolve_device
 from numrnn.layers.base import (
     Layer,
     check_float_input,
     check_mask,
     check_positive_int,
     check_rate,
+    on_device,
     unwrap,
 )
 
@@ -67,8 +68,11 @@ class RNN(Layer):
         one machine runs on another. On CUDA the inputs and weights move to
         the GPU once per call, the forward caches stay there until the
         backward pass, and outputs and gradients come back as numpy arrays;
-        results match the CPU kernels up to floating-point rounding. It can
-        be changed after construction (``layer.device = "cuda"``).
+        results match the CPU kernels up to floating-point rounding. During
+        a device-resident fit (:meth:`numrnn.Sequential.resident`) the
+        weights stay on the GPU and a device input gives device outputs and
+        gradients instead. It can be changed after construction
+        (``layer.device = "cuda"``).
     """
 
     _n_gates = 1
@@ -369,6 +373,8 @@ class RNN(Layer):
 
     # -- forward / backward --------------------------------------------------
     def _forward(self, x, mask, initial_state, training):
+        if on_device(x):
+            return self._forward_device(x, mask, initial_state, training)
         x = check_float_input(x, self.dtype, self.name, ndim=3, n_features=self._n_features)
         n_batch, n_steps, _ = x.shape
         if n_steps == 0 or n_batch == 0:
@@ -418,6 +424,8 @@ class RNN(Layer):
         return outputs, cache
 
     def _backward(self, cache, cotangents):
+        if cache.get("device"):
+            return self._backward_device(cache, cotangents)
         backend = cache["backend"]
         x = cache["x"]
         n_batch, n_steps, _ = x.shape
@@ -450,6 +458,155 @@ class RNN(Layer):
             d_kernel = _diagonal_blocks(d_kernel, self._n_gates)
         if d_recurrent.shape != self.recurrent_kernel.shape:
             d_recurrent = _diagonal_blocks(d_recurrent, self._n_gates)
+        weight_grads = [d_kernel, d_recurrent] + ([d_bias] if self.use_bias else [])
+        state_grads = d_states0 if cache["has_initial_state"] else None
+        return weight_grads, d_x, state_grads
+
+    # -- device-resident path ---------------------------------------------------
+    def _device_support(self):
+        if self.stateful:
+            return f"{self.name} is stateful"
+        if self.return_state:
+            return f"{self.name} returns its states"
+        try:
+            resolved = resolve_device(self.device)
+        except DeviceUnavailableError as exc:
+            return f"{self.name} cannot run on CUDA: {exc}"
+        if resolved != "cuda":
+            return f"{self.name} runs on the CPU (device={self.device!r})"
+        return None
+
+    def _device_constants(self):
+        return [] if self.use_bias else [self._zero_bias]
+
+    def _forward_device(self, x, mask, initial_state, training):
+        """:meth:`_forward` for a device input: everything stays on the device.
+
+        The weights come from ``backend.to_device`` (their resident twins
+        during a resident fit, else one upload per call); the dropout masks
+        are drawn on the host from the layer's generator, exactly as on the
+        host path, and uploaded; outputs and caches are device arrays.
+        """
+        backend = get_backend(self.device)
+        if backend.name != "cuda":
+            # a CPU layer fed a device array computes on the host
+            return self._forward(x.copy_to_host(), mask, initial_state, training)
+        ops = backend.ops
+        if len(x.shape) != 3:
+            raise ValueError(
+                f"{self.name}: expected a 3-D input (batch, timesteps, features), "
+                f"got shape {tuple(x.shape)}."
+            )
+        n_batch, n_steps, n_features = x.shape
+        if n_steps == 0 or n_batch == 0:
+            raise ValueError(f"{self.name}: got an empty input of shape {tuple(x.shape)}.")
+        if n_features != self._n_features:
+            raise ValueError(
+                f"{self.name}: input has {n_features} features, but the layer was built for "
+                f"{self._n_features}."
+            )
+        if np.dtype(x.dtype) != self.dtype:
+            raise TypeError(
+                f"{self.name}: a device input must have the layer's dtype {self.dtype}, "
+                f"got {x.dtype}."
+            )
+        if mask is None:
+            kernel_mask = ops.ones_mask((n_batch, n_steps))
+        elif on_device(mask):
+            if tuple(mask.shape) != (n_batch, n_steps) or np.dtype(mask.dtype) != np.bool_:
+                raise ValueError(
+                    f"{self.name}: mask must be a bool (batch, timesteps) = "
+                    f"{(n_batch, n_steps)} array, got {mask.dtype} {tuple(mask.shape)}."
+                )
+            kernel_mask = mask
+        else:
+            kernel_mask = backend.to_device(check_mask(mask, (n_batch, n_steps), self.name))
+        if initial_state is None and not self.stateful:
+            states = [ops.zeros((n_batch, self.units), self.dtype) for _ in range(self._n_states)]
+        else:
+            states = [backend.to_device(s) for s in self._entry_states(initial_state, n_batch)]
+        # the same draws, in the same order, as _effective_operands
+        n_gates = self._n_gates
+        per_gate = training and self.recurrent_dropout > 0 and n_gates > 1
+        n_masks = n_gates if per_gate else 1
+        input_masks = self._dropout_mask(self.dropout, (n_masks, n_batch, n_features), training)
+        rec_mask = self._dropout_mask(
+            self.recurrent_dropout, (n_batch, n_masks * self.units), training
+        )
+        kernel = backend.to_device(self.kernel)
+        recurrent = backend.to_device(self.recurrent_kernel)
+        if input_masks is None:
+            x_in = x
+        else:
+            input_masks = backend.to_device(input_masks)
+            x_in = ops.apply_input_dropout(x, input_masks)
+            if per_gate:
+                kernel = ops.block_diagonal(kernel, n_gates)
+        if per_gate:
+            recurrent = ops.block_diagonal(recurrent, n_gates)
+        if rec_mask is None:
+            rec_mask = ops.empty((n_batch, self.units), self.dtype)
+            ops.fill_(rec_mask, 1.0)
+            rec_dropout = False
+        else:
+            rec_mask = backend.to_device(rec_mask)
+            rec_dropout = True
+        bias = backend.to_device(self.bias if self.use_bias else self._zero_bias)
+        lease = _lease_workspace(self)
+        out_shape = (n_batch, n_steps, self.units)
+        out = (
+            backend.empty(out_shape, self.dtype)
+            if self.return_sequences
+            else self._buffer(backend, "out", out_shape)
+        )
+        final_states, caches = self._kernel_forward(
+            backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
+        )
+        if self.stateful:
+            for dst, src in zip(self._states, final_states):
+                dst[...] = backend.to_host(src)
+        output = out if self.return_sequences else ops.last_step(out)
+        outputs = [output] + (list(final_states) if self.return_state else [])
+        cache = {
+            "device": True,
+            "backend": backend,
+            "x": x_in,
+            "kernel": kernel,
+            "recurrent_kernel": recurrent,
+            "mask": kernel_mask,
+            "rec_mask": rec_mask,
+            "input_masks": input_masks,
+            "caches": caches,
+            "has_initial_state": initial_state is not None,
+            "workspace": lease,
+        }
+        return outputs, cache
+
+    def _backward_device(self, cache, cotangents):
+        """:meth:`_backward` of :meth:`_forward_device`: device gradients."""
+        backend = cache["backend"]
+        ops = backend.ops
+        x = cache["x"]
+        n_batch, n_steps, _ = x.shape
+        cotangents = [backend.to_device(c) for c in cotangents]
+        if self.return_sequences:
+            d_out = cotangents[0]
+        else:
+            d_out = ops.scatter_last_step(cotangents[0], n_steps)
+        if self.return_state:
+            d_states = cotangents[1:]
+        else:
+            d_states = [ops.zeros((n_batch, self.units), self.dtype) for _ in range(self._n_states)]
+        d_x, d_kernel, d_recurrent, d_bias, d_states0 = self._kernel_backward(
+            cache, d_out, d_states
+        )
+        input_masks = cache["input_masks"]
+        if input_masks is not None:
+            d_x = ops.fold_input_dropout(d_x, input_masks, self._n_features)
+        if tuple(d_kernel.shape) != self.kernel.shape:
+            d_kernel = ops.diagonal_blocks(d_kernel, self._n_gates)
+        if tuple(d_recurrent.shape) != self.recurrent_kernel.shape:
+            d_recurrent = ops.diagonal_blocks(d_recurrent, self._n_gates)
         weight_grads = [d_kernel, d_recurrent] + ([d_bias] if self.use_bias else [])
         state_grads = d_states0 if cache["has_initial_state"] else None
         return weight_grads, d_x, state_grads

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from numrnn.layers.base import Layer
+from numrnn.kernels import get_backend
+from numrnn.layers.base import Layer, on_device
 from numrnn.layers.recurrent import RNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -204,6 +205,8 @@ class Bidirectional(Layer):
         fwd_out, fwd_cache = self.forward_layer._forward(x, mask, fwd_state, training)
         bwd_out, bwd_cache = self.backward_layer._forward(x, mask, bwd_state, training)
         y, y_rev = fwd_out[0], bwd_out[0]
+        if on_device(y) or on_device(y_rev):
+            return self._merge_device(fwd_out, bwd_out, fwd_cache, bwd_cache)
         if self.return_sequences:
             y_rev = np.ascontiguousarray(y_rev[:, ::-1])
         if self.merge_mode is None:
@@ -219,7 +222,53 @@ class Bidirectional(Layer):
         outputs = merged + fwd_out[1:] + bwd_out[1:]
         return outputs, (fwd_cache, bwd_cache, y, y_rev)
 
+    # -- device-resident path ---------------------------------------------------
+    def _device_support(self):
+        if self.merge_mode is None:
+            return f"{self.name} has merge_mode=None (several outputs)"
+        return self.forward_layer._device_support() or self.backward_layer._device_support()
+
+    def _device_constants(self):
+        return self.forward_layer._device_constants() + self.backward_layer._device_constants()
+
+    def _merge_device(self, fwd_out, bwd_out, fwd_cache, bwd_cache):
+        """Merge device outputs; the backward sequence is flipped inside the merge kernel."""
+        if self.merge_mode is None:
+            raise ValueError(
+                f"{self.name}: merge_mode=None has no device path; use a merge mode, or "
+                "host inputs."
+            )
+        backend = get_backend("cuda")
+        y, y_raw = (backend.to_device(a) for a in (fwd_out[0], bwd_out[0]))
+        code = backend.ops.MERGE_MODES[self.merge_mode]
+        merged = backend.ops.merge(y, y_raw, self.return_sequences, code)
+        outputs = [merged] + fwd_out[1:] + bwd_out[1:]
+        cache = {"backend": backend, "fwd": fwd_cache, "bwd": bwd_cache, "y": y,
+                 "y_raw": y_raw, "code": code}  # fmt: skip
+        return outputs, cache
+
+    def _backward_device(self, cache, cotangents):
+        backend = cache["backend"]
+        ops = backend.ops
+        d = backend.to_device(cotangents[0])
+        rest = cotangents[1:]
+        d_y, d_raw = ops.merge_backward(
+            d, cache["y"], cache["y_raw"], self.return_sequences, cache["code"]
+        )
+        n_fwd_states = self.forward_layer._n_states if self.return_state else 0
+        g_f, dx_f, s_f = self.forward_layer._backward(
+            cache["fwd"], [d_y] + list(rest[:n_fwd_states])
+        )
+        g_b, dx_b, s_b = self.backward_layer._backward(
+            cache["bwd"], [d_raw] + list(rest[n_fwd_states:])
+        )
+        ops.add_(dx_f, dx_b)
+        state_grads = None if s_f is None else s_f + s_b
+        return g_f + g_b, dx_f, state_grads
+
     def _backward(self, cache, cotangents):
+        if isinstance(cache, dict):
+            return self._backward_device(cache, cotangents)
         fwd_cache, bwd_cache, y, y_rev = cache
         if self.merge_mode is None:
             d_y, d_rev = cotangents[0], cotangents[1]

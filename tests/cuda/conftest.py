@@ -7,7 +7,10 @@ The CUDA tests run in two separate pytest invocations:
   unless a GPU is present;
 - with ``NUMBA_ENABLE_CUDASIM=1``: ``test_cuda_kernels.py`` and
   ``test_cuda_layers.py`` run the kernels in numba's simulator and compare
-  them with the CPU kernels; the compile test skips.
+  them with the CPU kernels, ``test_cuda_ops.py`` the device operations of
+  the resident fit with their numpy versions, and
+  ``test_cuda_resident_fit.py`` resident CUDA fits with CPU fits (and counts
+  the host-device copies); the compile test skips.
 
 ``test_cuda_device.py`` and ``test_cuda_parity.py`` run in both.
 """

@@ -64,13 +64,14 @@ def test_registry_covers_every_kernel():
     from numba.cuda.dispatcher import CUDADispatcher
 
     kernels = _registry()
-    for name in ("_common", "simple_rnn", "lstm", "gru"):
+    for name in ("_common", "simple_rnn", "lstm", "gru", "ops"):
         module = importlib.import_module(f"numrnn.kernels.cuda.{name}")
         for attr, obj in vars(module).items():
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device"):
                 key = f"{obj.py_func.__module__}.{obj.py_func.__name__}"
                 assert key in kernels, f"{module.__name__}.{attr} is not registered"
     assert len(kernels) >= 17
+    assert any(key.startswith("numrnn.kernels.cuda.ops.") for key in kernels)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

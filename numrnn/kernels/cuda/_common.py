@@ -141,6 +141,10 @@ def _arg_type(code, dtype):
         return numba.int64
     if code == "?":
         return numba.boolean
+    if code == "f":
+        return numba.from_dtype(np.dtype(dtype))
+    if code == "d":
+        return numba.float64
     kind, ndim, layout = code[0], int(code[1]), code[2:] or "C"
     base = numba.from_dtype(np.dtype(dtype)) if kind == "F" else numba.boolean
     return numba.types.Array(base, ndim, layout)
@@ -149,9 +153,10 @@ def _arg_type(code, dtype):
 def kernel(*arg_codes):
     """Decorator: ``cuda.jit(cache=True)`` a kernel and register its argument types.
 
-    Codes: ``"i"`` int64, ``"?"`` bool, ``"F<n>"`` a C-contiguous float array
-    of the call's dtype with n dimensions (``"F<n>A"`` any layout), ``"M<n>"``
-    a bool array.
+    Codes: ``"i"`` int64, ``"?"`` bool, ``"f"`` a scalar of the call's float
+    dtype, ``"d"`` a float64 scalar, ``"F<n>"`` a C-contiguous float array of
+    the call's dtype with n dimensions (``"F<n>A"`` any layout), ``"M<n>"`` a
+    bool array.
     """
 
     def wrap(py_func):
