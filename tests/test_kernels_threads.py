@@ -85,11 +85,13 @@ def test_row_blocks_give_the_serial_numbers(spy, monkeypatch, name, options, dty
 
 def test_blocks_need_rows_work_and_threads(monkeypatch):
     monkeypatch.setattr(_threads, "_thread_budget", lambda: 2)
-    assert _threads.n_blocks(2 * _threads.MIN_ROWS, _threads.MIN_WORK) == 2
-    assert _threads.n_blocks(2 * _threads.MIN_ROWS - 1, _threads.MIN_WORK) == 1
-    assert _threads.n_blocks(1000, _threads.MIN_WORK - 1) == 1
+    rows, work, width = 2 * _threads.MIN_ROWS, _threads.MIN_WORK, _threads.MAX_WIDTH
+    assert _threads.n_blocks(rows, work, width) == 2
+    assert _threads.n_blocks(rows - 1, work, width) == 1
+    assert _threads.n_blocks(1000, work - 1, width) == 1
+    assert _threads.n_blocks(1000, work, width + 1) == 1
     monkeypatch.setattr(_threads, "_thread_budget", lambda: 1)
-    assert _threads.n_blocks(1000, 10 * _threads.MIN_WORK) == 1
+    assert _threads.n_blocks(1000, 10 * work, width) == 1
 
 
 def test_thread_budget_follows_blas_and_numba_limits():
@@ -116,7 +118,7 @@ def test_a_failing_block_raises_and_releases_the_lock(spy):
     rows = np.arange(7.0)
     out = np.zeros(1)
     with pytest.raises(RuntimeError, match="block failed"):
-        _threads.call_in_blocks(kernel, (rows, out), (0,), (1,), work=1)
+        _threads.call_in_blocks(kernel, (rows, out), (0,), (1,), np.empty((7, 1, 1)))
     assert _threads._LOCK.acquire(blocking=False)
     _threads._LOCK.release()
 
@@ -127,6 +129,6 @@ def test_batch_sums_add_every_block(spy):
 
     rows = np.arange(7.0)
     total = np.full(1, np.nan)
-    _threads.call_in_blocks(kernel, (rows, total), (0,), (1,), work=1)
+    _threads.call_in_blocks(kernel, (rows, total), (0,), (1,), np.empty((7, 1, 1)))
     assert total[0] == rows.sum()
     assert len(spy) == 2

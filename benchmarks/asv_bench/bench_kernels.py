@@ -49,3 +49,35 @@ class Backward(_Base):
 
     def time_backward(self, cell, shape, dtype):
         self.layer._backward(self.cache, self.cotangents)
+
+
+class BatchThreads:
+    """LSTM forward + backward with 1 or 2 threads: the batch-parallel row
+    blocks of ``numrnn.kernels.cpu._threads`` (the thread budget follows the
+    BLAS limit, set here with threadpoolctl)."""
+
+    params = ([1, 2], ["32x100x32", "64x200x64", "256x50x16"])
+    param_names = ["threads", "batch x timesteps x units"]
+
+    def setup(self, threads, shape):
+        from threadpoolctl import threadpool_limits
+
+        from numrnn.kernels.cpu import _threads
+
+        batch, steps, units = _parse(shape)
+        self.x = sequences(batch, steps, N_FEATURES, "float32")
+        self.layer = layer_class("lstm")(units, return_sequences=True, seed=0, dtype="float32")
+        self.layer.build(self.x.shape)
+        self.cotangents = None
+        _threads._blas_controller()  # load the BLAS the kernels use before limiting it
+        self.limiter = threadpool_limits(limits=threads, user_api="blas")
+        self.time_train(threads, shape)  # compiles or loads the kernels
+
+    def teardown(self, threads, shape):
+        self.limiter.restore_original_limits()
+
+    def time_train(self, threads, shape):
+        outputs, cache = self.layer._forward(self.x, None, None, True)
+        if self.cotangents is None:
+            self.cotangents = [cotangent_like(outputs[0])]
+        self.layer._backward(cache, self.cotangents)

@@ -176,10 +176,6 @@ _BACKWARD_ROWS_RB = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15)
 _BACKWARD_SUMS_RB = (12, 13, 14)
 
 
-def _work(gates):
-    return gates.shape[0] * gates.shape[1] * gates.shape[2]
-
-
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
@@ -196,7 +192,7 @@ def gru_forward(
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), _work(gates))
+    _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), gates)
 
 
 @njit(**JIT_FMA)
@@ -306,7 +302,7 @@ def gru_backward(
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
     _threads.call_in_blocks(
-        _backward_loop_ra, batch + shared, _BACKWARD_ROWS_RA, _BACKWARD_SUMS_RA, _work(gates)
+        _backward_loop_ra, batch + shared, _BACKWARD_ROWS_RA, _BACKWARD_SUMS_RA, gates
     )
 
 
@@ -401,7 +397,7 @@ def gru_forward_reset_before(
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), _work(gates))
+    _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), gates)
 
 
 @njit(**JIT_FMA)
@@ -541,7 +537,7 @@ def gru_backward_reset_before(
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
     _threads.call_in_blocks(
-        _backward_loop_rb, batch + shared, _BACKWARD_ROWS_RB, _BACKWARD_SUMS_RB, _work(gates)
+        _backward_loop_rb, batch + shared, _BACKWARD_ROWS_RB, _BACKWARD_SUMS_RB, gates
     )
 
 

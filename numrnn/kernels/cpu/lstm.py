@@ -219,7 +219,7 @@ def lstm_forward(
         kernel_, extra = _forward_fast, ()
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
-    _threads.call_in_blocks(kernel_, args + extra, _FORWARD_ROWS, (), work=gates.size)
+    _threads.call_in_blocks(kernel_, args + extra, _FORWARD_ROWS, (), gates)
 
 
 @njit(**JIT_FMA)
@@ -385,7 +385,7 @@ def lstm_backward(
         kernel_, extra = _backward_generic, (int(activation), int(recurrent_activation))
     _threads.call_in_blocks(
         kernel_, args + extra, _BACKWARD_ROWS, _BACKWARD_SUMS,
-        work=gates.size,
+        gates,
     )  # fmt: skip
 
 

@@ -88,7 +88,7 @@ def simple_rnn_forward(
         bool(go_backwards),
         bool(zero_output_for_mask),
     )
-    _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states.size)
+    _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states)
 
 
 @njit(**JIT_FMA)
@@ -152,9 +152,7 @@ def simple_rnn_backward(
         d_pre, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0,
     )  # fmt: skip
     shared = (recurrent_kernel, int(activation), bool(go_backwards), bool(zero_output_for_mask))
-    _threads.call_in_blocks(
-        _backward_loop, batch + shared, _BACKWARD_ROWS, _BACKWARD_SUMS, states.size
-    )
+    _threads.call_in_blocks(_backward_loop, batch + shared, _BACKWARD_ROWS, _BACKWARD_SUMS, states)
 
 
 @njit(**JIT)
