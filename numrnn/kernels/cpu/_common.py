@@ -347,53 +347,6 @@ def project_inputs(x, kernel, gates):
     gemm(flat(x), False, kernel, False, flat(gates), False)
 
 
-#: below this many input features the input product of each step joins its
-#: recurrent product (one GEMM on ``[x_t, h]`` and the stacked weights) instead
-#: of one GEMM over all steps: a thin input GEMM is bound by writing the
-#: ``(B, T, G*U)`` gates, and the fused step reads them once, in cache
-FUSE_MAX_FEATURES = 64
-
-
-@njit(**JIT)
-def begin_products(x, kernel, recurrent_kernel, gates):
-    """Set up the gate pre-activations of a whole-sequence forward pass.
-
-    With few features (``< FUSE_MAX_FEATURES``) returns the stacked weights
-    ``[kernel; recurrent_kernel]`` and a ``(B, F + W)`` operand buffer for
-    :func:`step_products`; otherwise projects every step now (one GEMM into
-    ``gates``) and returns empty ones.
-    """
-    n_batch, _, n_features = x.shape
-    width = kernel.shape[1]
-    if n_features < FUSE_MAX_FEATURES:
-        depth = n_features + recurrent_kernel.shape[0]
-        stacked = np.empty((depth, width), dtype=gates.dtype)
-        copy_into(stacked[:n_features], kernel)
-        copy_into(stacked[n_features:], recurrent_kernel)
-        return stacked, np.empty((n_batch, depth), dtype=gates.dtype)
-    project_inputs(x, kernel, gates)
-    return np.empty((0, width), dtype=gates.dtype), np.empty((n_batch, 0), dtype=gates.dtype)
-
-
-@njit(**JIT)
-def step_products(x, h_used, recurrent_kernel, stacked, operand, gates, t):
-    """``gates[:, t] = x[:, t] @ kernel + h_used[:, t] @ recurrent_kernel``
-    (after :func:`begin_products`, which may have added the input part already)."""
-    if operand.shape[1] == 0:
-        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
-        return
-    n_features = x.shape[2]
-    for b in range(operand.shape[0]):
-        row = operand[b]
-        x_row = x[b, t]
-        h_row = h_used[b, t]
-        for k in range(n_features):
-            row[k] = x_row[k]
-        for k in range(h_row.shape[0]):
-            row[n_features + k] = h_row[k]
-    gemm(operand, False, stacked, False, gates[:, t], False)
-
-
 @njit(**JIT)
 def weight_grads(x, kernel, h_used, d_pre, d_rec_pre, d_x, d_kernel, d_recurrent_kernel):
     """The gradients that span the batch, one GEMM each: ``d_x = d_pre @ kernel.T``,

@@ -15,21 +15,21 @@ from numrnn.kernels.cpu._common import (
     act,
     activation_grad,
     all_finite,
-    begin_products,
     column_sums,
     copy_into,
     emit_output,
     fill,
+    gemm,
     is_plain_mask,
     one_like,
     output_cotangent,
+    project_inputs,
     recurrent_state_grad,
     row_product,
     same_buffer,
     sigmoid_t,
     stash_states,
     step_index,
-    step_products,
     tanh_t,
     weight_grads,
 )
@@ -136,7 +136,7 @@ def _forward_fast(
     h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
 ):  # fmt: skip
     # tanh/sigmoid: the input projection, then the time loop
-    stacked, operand = begin_products(x, kernel, recurrent_kernel, gates)
+    project_inputs(x, kernel, gates)
     n_steps = gates.shape[1]
     n_units = h0.shape[1]
     h = h_final
@@ -149,7 +149,7 @@ def _forward_fast(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        step_products(x, h_used, recurrent_kernel, stacked, operand, gates, t)
+        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
         _cells_forward_fast(
             gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
             zero_output_for_mask,
@@ -163,7 +163,7 @@ def _forward_generic(
     activation, recurrent_activation,
 ):  # fmt: skip
     # any activations: the input projection, then the time loop
-    stacked, operand = begin_products(x, kernel, recurrent_kernel, gates)
+    project_inputs(x, kernel, gates)
     n_steps = gates.shape[1]
     n_units = h0.shape[1]
     h = h_final
@@ -176,7 +176,7 @@ def _forward_generic(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        step_products(x, h_used, recurrent_kernel, stacked, operand, gates, t)
+        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
         _cells_forward_generic(
             gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
             activation, recurrent_activation, zero_output_for_mask,

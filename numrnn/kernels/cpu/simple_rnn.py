@@ -15,20 +15,20 @@ from numrnn.kernels.cpu._common import (
     activate_row,
     activation_grad,
     all_finite,
-    begin_products,
     column_sums,
     copy_into,
     emit_output,
     fill,
+    gemm,
     is_plain_mask,
     one_like,
     output_cotangent,
+    project_inputs,
     recurrent_state_grad,
     row_product,
     same_buffer,
     stash_states,
     step_index,
-    step_products,
     weight_grads,
 )
 
@@ -51,7 +51,7 @@ def _forward_loop(
     recurrent_kernel, bias, activation, go_backwards, zero_output_for_mask,
 ):  # fmt: skip
     # the input projection, then the time loop
-    stacked, operand = begin_products(x, kernel, recurrent_kernel, states)
+    project_inputs(x, kernel, states)
     n_steps = states.shape[1]
     h = h_final
     copy_into(h, h0)
@@ -59,7 +59,7 @@ def _forward_loop(
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        step_products(x, h_used, recurrent_kernel, stacked, operand, states, t)
+        gemm(h_used[:, t], False, recurrent_kernel, False, states[:, t], True)
         _cells_forward(states, t, s, bias, mask, h, out, activation, zero_output_for_mask)
 
 
