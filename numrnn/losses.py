@@ -421,18 +421,8 @@ def sparse_categorical_crossentropy_from_logits(y_true, logits, *, sample_weight
             "(logits' shape without the class axis)."
         )
     weights, counted = _entry_weights(entry_shape, sample_weight, mask)
-    n_classes = logits.shape[-1]
-    # padded entries may hold anything: replace them by class 0 before indexing
-    with np.errstate(invalid="ignore"):
-        labels = np.where(counted, labels, 0)
-    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-        raise ValueError("Integer class labels are required for the sparse cross-entropy.")
-    labels = labels.astype(np.intp)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"Class labels must lie in [0, {n_classes}); got values from "
-            f"{labels.min()} to {labels.max()}."
-        )
+    # padded entries may hold anything: replaced by class 0 before indexing
+    labels = _checked_labels(labels, counted, logits.shape[-1])
     z = logits.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         log_probs = log_softmax(z)

@@ -392,7 +392,31 @@ class RNN(Layer):
             backend.to_device(a) for a in (x_in, kernel, recurrent, bias, kernel_mask, rec_mask)
         )
         states = [backend.to_device(s) for s in states]
+        out, final_states, cache = self._run_kernels(
+            backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout,
+            input_masks, initial_state,
+        )  # fmt: skip
+        final_states = [backend.to_host(s) for s in final_states]
+        if self.stateful:
+            for dst, src in zip(self._states, final_states):
+                dst[...] = src
+        output = backend.to_host(out) if self.return_sequences else backend.last_step(out)
+        outputs = [output] + (list(final_states) if self.return_state else [])
+        return outputs, cache
+
+    def _run_kernels(
+        self, backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout,
+        input_masks, initial_state,
+    ):  # fmt: skip
+        """The forward kernel on operands already on ``backend``'s device.
+
+        Returns ``(out, final_states, cache)``: the output sequence (on the
+        device; a fresh array when it is returned to the caller, else a
+        workspace buffer), the final states and the cache for
+        :meth:`_backward`.
+        """
         lease = _lease_workspace(self)
+        n_batch, n_steps, _ = x_in.shape
         out_shape = (n_batch, n_steps, self.units)
         # the returned sequence is the caller's; only a last-step-only one is internal
         out = (
@@ -403,12 +427,6 @@ class RNN(Layer):
         final_states, caches = self._kernel_forward(
             backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
         )
-        final_states = [backend.to_host(s) for s in final_states]
-        if self.stateful:
-            for dst, src in zip(self._states, final_states):
-                dst[...] = src
-        output = backend.to_host(out) if self.return_sequences else backend.last_step(out)
-        outputs = [output] + (list(final_states) if self.return_state else [])
         cache = {
             "backend": backend,
             "x": x_in,
@@ -421,7 +439,7 @@ class RNN(Layer):
             "has_initial_state": initial_state is not None,
             "workspace": lease,
         }
-        return outputs, cache
+        return out, final_states, cache
 
     def _backward(self, cache, cotangents):
         if cache.get("device"):
@@ -552,34 +570,16 @@ class RNN(Layer):
             rec_mask = backend.to_device(rec_mask)
             rec_dropout = True
         bias = backend.to_device(self.bias if self.use_bias else self._zero_bias)
-        lease = _lease_workspace(self)
-        out_shape = (n_batch, n_steps, self.units)
-        out = (
-            backend.empty(out_shape, self.dtype)
-            if self.return_sequences
-            else self._buffer(backend, "out", out_shape)
-        )
-        final_states, caches = self._kernel_forward(
-            backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout, out
-        )
+        out, final_states, cache = self._run_kernels(
+            backend, x_in, kernel, recurrent, bias, kernel_mask, states, rec_mask, rec_dropout,
+            input_masks, initial_state,
+        )  # fmt: skip
+        cache["device"] = True
         if self.stateful:
             for dst, src in zip(self._states, final_states):
                 dst[...] = backend.to_host(src)
         output = out if self.return_sequences else ops.last_step(out)
         outputs = [output] + (list(final_states) if self.return_state else [])
-        cache = {
-            "device": True,
-            "backend": backend,
-            "x": x_in,
-            "kernel": kernel,
-            "recurrent_kernel": recurrent,
-            "mask": kernel_mask,
-            "rec_mask": rec_mask,
-            "input_masks": input_masks,
-            "caches": caches,
-            "has_initial_state": initial_state is not None,
-            "workspace": lease,
-        }
         return outputs, cache
 
     def _backward_device(self, cache, cotangents):
