@@ -286,6 +286,20 @@ class RNN(Layer):
         keep = self._dropout_rng.random(shape) >= rate
         return (keep / (1.0 - rate)).astype(self.dtype)
 
+    def _draw_dropout_masks(self, n_batch, n_features, training):
+        """``(per_gate, input_masks, rec_mask)`` of one call, drawn from the layer's
+        generator: input masks ``(k, B, F)`` and the recurrent mask ``(B, k*U)``
+        (``k`` = the number of gates with per-gate recurrent dropout, else 1),
+        None where that dropout is off."""
+        n_gates = self._n_gates
+        per_gate = training and self.recurrent_dropout > 0 and n_gates > 1
+        n_masks = n_gates if per_gate else 1
+        input_masks = self._dropout_mask(self.dropout, (n_masks, n_batch, n_features), training)
+        rec_mask = self._dropout_mask(
+            self.recurrent_dropout, (n_batch, n_masks * self.units), training
+        )
+        return per_gate, input_masks, rec_mask
+
     def _effective_operands(self, x, training):
         """Inputs, kernels and recurrent mask the kernel sees, after dropout.
 
@@ -296,12 +310,7 @@ class RNN(Layer):
         """
         n_batch, _, n_features = x.shape
         n_gates = self._n_gates
-        per_gate = training and self.recurrent_dropout > 0 and n_gates > 1
-        n_masks = n_gates if per_gate else 1
-        input_masks = self._dropout_mask(self.dropout, (n_masks, n_batch, n_features), training)
-        rec_mask = self._dropout_mask(
-            self.recurrent_dropout, (n_batch, n_masks * self.units), training
-        )
+        per_gate, input_masks, rec_mask = self._draw_dropout_masks(n_batch, n_features, training)
         kernel, recurrent = self.kernel, self.recurrent_kernel
         if input_masks is None:
             x_in = x
@@ -545,12 +554,7 @@ class RNN(Layer):
             states = [backend.to_device(s) for s in self._entry_states(initial_state, n_batch)]
         # the same draws, in the same order, as _effective_operands
         n_gates = self._n_gates
-        per_gate = training and self.recurrent_dropout > 0 and n_gates > 1
-        n_masks = n_gates if per_gate else 1
-        input_masks = self._dropout_mask(self.dropout, (n_masks, n_batch, n_features), training)
-        rec_mask = self._dropout_mask(
-            self.recurrent_dropout, (n_batch, n_masks * self.units), training
-        )
+        per_gate, input_masks, rec_mask = self._draw_dropout_masks(n_batch, n_features, training)
         kernel = backend.to_device(self.kernel)
         recurrent = backend.to_device(self.recurrent_kernel)
         if input_masks is None:
