@@ -517,14 +517,25 @@ def _sparse_crossentropy(logits, labels, counted, weights, grad_denominator, ent
 # -- reductions into the float64 scalars array (one block) -------------------------
 
 
-@kernel("F1", "F1", "i", "d", "?")
-def _sum_into(values, out, slot, divisor, accumulate):
+_SUM, _SUM_SQUARES, _COUNT_NONFINITE = 0, 1, 2
+
+
+@kernel("F1", "F1", "i", "i", "d", "?")
+def _reduce_into(values, out, slot, op, divisor, accumulate):
+    # out[slot] (+)= reduce(values) / divisor, in float64, by one block:
+    # op 0 sums, 1 sums squares, 2 counts NaN and infinities
     buffer = cuda.shared.array(_REDUCE_THREADS, numba.float64)
     tid = cuda.threadIdx.x
     n_threads = cuda.blockDim.x
     partial = 0.0
     for i in range(tid, values.shape[0], n_threads):
-        partial += values[i] + 0.0
+        v = values[i] + 0.0  # float64
+        if op == _SUM:
+            partial += v
+        elif op == _SUM_SQUARES:
+            partial += v * v
+        elif not (v == v and abs(v) < math.inf):
+            partial += 1.0
     buffer[tid] = partial
     cuda.syncthreads()
     if tid == 0:
@@ -535,45 +546,6 @@ def _sum_into(values, out, slot, divisor, accumulate):
         if accumulate:
             total += out[slot]
         out[slot] = total
-
-
-@kernel("F1", "F1", "i", "?")
-def _sum_squares_into(a, out, slot, accumulate):
-    buffer = cuda.shared.array(_REDUCE_THREADS, numba.float64)
-    tid = cuda.threadIdx.x
-    n_threads = cuda.blockDim.x
-    partial = 0.0
-    for i in range(tid, a.shape[0], n_threads):
-        v = a[i] + 0.0  # float64
-        partial += v * v
-    buffer[tid] = partial
-    cuda.syncthreads()
-    if tid == 0:
-        total = 0.0
-        for k in range(n_threads):
-            total += buffer[k]
-        if accumulate:
-            total += out[slot]
-        out[slot] = total
-
-
-@kernel("F1", "F1", "i")
-def _count_nonfinite_into(a, out, slot):
-    buffer = cuda.shared.array(_REDUCE_THREADS, numba.float64)
-    tid = cuda.threadIdx.x
-    n_threads = cuda.blockDim.x
-    partial = 0.0
-    for i in range(tid, a.shape[0], n_threads):
-        v = a[i]
-        if not (v == v and abs(v) < math.inf):
-            partial += 1.0
-    buffer[tid] = partial
-    cuda.syncthreads()
-    if tid == 0:
-        total = 0.0
-        for k in range(n_threads):
-            total += buffer[k]
-        out[slot] = out[slot] + total
 
 
 # -- clipping and optimizer updates (flat 1-D views, in place) ------------------------
@@ -962,18 +934,18 @@ def loss_value_and_grad(kind, pred, true, counted, weights, n_counted, output_di
     else:
         _launch_1d(_sparse_crossentropy, n_entries, pred, true, counted, weights,
                    grad_denominator, entry, grad)  # fmt: skip
-    _reduce_launch(_sum_into, entry, out, int(slot), float(n_counted), False)
+    _reduce_launch(_reduce_into, entry, out, int(slot), _SUM, float(n_counted), False)
     return grad
 
 
 def sum_squares(array, out, slot, accumulate=True):
     """``out[slot] (+)= sum(array ** 2)``, summed in float64 (``out`` has ``array``'s dtype)."""
-    _reduce_launch(_sum_squares_into, _flat(array), out, int(slot), bool(accumulate))
+    _reduce_launch(_reduce_into, _flat(array), out, int(slot), _SUM_SQUARES, 1.0, bool(accumulate))
 
 
 def count_nonfinite(array, out, slot):
     """``out[slot] += number of NaN/inf values of array``."""
-    _reduce_launch(_count_nonfinite_into, _flat(array), out, int(slot))
+    _reduce_launch(_reduce_into, _flat(array), out, int(slot), _COUNT_NONFINITE, 1.0, True)
 
 
 def clip_by_norm_(grad, sums, slot, clipnorm):
