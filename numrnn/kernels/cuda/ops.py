@@ -392,16 +392,24 @@ def _merge_backward(d, fwd, bwd, reverse, mode, d_fwd, d_bwd):
 # -- losses (one thread per entry) ------------------------------------------------------
 
 
+@cuda.jit(device=True)
+def _skip_uncounted(e, counted, entry, grad):
+    """Zero loss and gradient for entry ``e`` when it does not count; True then."""
+    if counted[e]:
+        return False
+    entry[e] = 0.0
+    for k in range(grad.shape[1]):
+        grad[e, k] = 0.0
+    return True
+
+
 @kernel("F2", "F2", "M1", "F1", "d", "i", "d", "F1", "F2")
 def _regression_loss(pred, true, counted, weights, grad_denominator, kind, delta, entry, grad):
     e = cuda.grid(1)
     if e >= pred.shape[0]:
         return
     n_out = pred.shape[1]
-    if not counted[e]:
-        entry[e] = 0.0
-        for k in range(n_out):
-            grad[e, k] = 0.0
+    if _skip_uncounted(e, counted, entry, grad):
         return
     weight = weights[e] + 0.0  # float64
     scale = weight / grad_denominator
@@ -433,10 +441,7 @@ def _binary_crossentropy(logits, true, counted, weights, grad_denominator, entry
     if e >= logits.shape[0]:
         return
     n_out = logits.shape[1]
-    if not counted[e]:
-        entry[e] = 0.0
-        for k in range(n_out):
-            grad[e, k] = 0.0
+    if _skip_uncounted(e, counted, entry, grad):
         return
     weight = weights[e] + 0.0  # float64
     scale = weight / grad_denominator
@@ -468,10 +473,7 @@ def _categorical_crossentropy(logits, true, counted, weights, grad_denominator, 
     if e >= logits.shape[0]:
         return
     n_out = logits.shape[1]
-    if not counted[e]:
-        entry[e] = 0.0
-        for k in range(n_out):
-            grad[e, k] = 0.0
+    if _skip_uncounted(e, counted, entry, grad):
         return
     weight = weights[e] + 0.0  # float64
     scale = weight / grad_denominator
@@ -494,10 +496,7 @@ def _sparse_crossentropy(logits, labels, counted, weights, grad_denominator, ent
     if e >= logits.shape[0]:
         return
     n_out = logits.shape[1]
-    if not counted[e]:
-        entry[e] = 0.0
-        for k in range(n_out):
-            grad[e, k] = 0.0
+    if _skip_uncounted(e, counted, entry, grad):
         return
     weight = weights[e] + 0.0  # float64
     scale = weight / grad_denominator
