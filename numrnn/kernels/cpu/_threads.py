@@ -19,6 +19,7 @@ batch-parallel call runs at a time; a call made meanwhile from another
 thread runs serially.
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -61,7 +62,10 @@ def _thread_budget():
 def _pool():
     pool = _STATE.get("pool")
     if pool is None:
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numrnn-kernel")
+        # one worker per core at most; the calling thread runs the first block
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="numrnn-kernel"
+        )
         _STATE["pool"] = pool
     return pool
 
