@@ -646,11 +646,7 @@ def check_series(X, *, dtype):
         if isinstance(X.index, pd.MultiIndex):
             return check_sequences(X, dtype=dtype, kind="frame")
         frame = X.to_frame() if isinstance(X, pd.Series) else X
-        non_numeric = [
-            str(name)
-            for name, col_dtype in frame.dtypes.items()
-            if not pd.api.types.is_numeric_dtype(col_dtype)
-        ]
+        non_numeric = timeseries._non_numeric_columns(frame)
         if non_numeric:
             raise TypeError(
                 f"Columns {non_numeric} of X are not numeric; every feature column must "

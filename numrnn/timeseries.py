@@ -35,6 +35,30 @@ __all__ = [
 ]
 
 
+def _as_2d_arrays(sequences):
+    """The sequences as 2-D arrays (a 1-D one becomes one feature column)."""
+    arrays = [np.asarray(seq) for seq in sequences]
+    if not arrays:
+        raise ValueError("Found 0 sequences; at least 1 is required.")
+    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+    for index, array in enumerate(arrays):
+        if array.ndim != 2:
+            raise ValueError(
+                f"Sequence {index} has {array.ndim} dimensions; each sequence must be "
+                "2-D (n_timesteps, n_features) or 1-D (n_timesteps,)."
+            )
+    return arrays
+
+
+def _non_numeric_columns(frame):
+    """Names (as strings) of the columns of ``frame`` whose dtype is not numeric."""
+    return [
+        str(name)
+        for name, col_dtype in frame.dtypes.items()
+        if not pd.api.types.is_numeric_dtype(col_dtype)
+    ]
+
+
 def pad_and_mask(sequences, *, dtype=np.float64):
     """Stack sequences of different lengths into a zero-padded 3-D array.
 
@@ -66,16 +90,8 @@ def pad_and_mask(sequences, *, dtype=np.float64):
         If the list is empty, a sequence is empty or has more than two
         dimensions, or the sequences disagree on the number of features.
     """
-    arrays = [np.asarray(seq) for seq in sequences]
-    if not arrays:
-        raise ValueError("Found 0 sequences; at least 1 is required.")
-    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+    arrays = _as_2d_arrays(sequences)
     for index, array in enumerate(arrays):
-        if array.ndim != 2:
-            raise ValueError(
-                f"Sequence {index} has {array.ndim} dimensions; each sequence must be "
-                "2-D (n_timesteps, n_features) or 1-D (n_timesteps,)."
-            )
         if array.shape[0] == 0:
             raise ValueError(f"Sequence {index} is empty; every sequence needs at least 1 step.")
     n_features = arrays[0].shape[1]
@@ -273,11 +289,7 @@ def frame_to_padded(frame, *, dtype=np.float64):
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     layout = frame_layout(frame.index)
-    non_numeric = [
-        str(name)
-        for name, col_dtype in frame.dtypes.items()
-        if not pd.api.types.is_numeric_dtype(col_dtype)
-    ]
+    non_numeric = _non_numeric_columns(frame)
     if non_numeric:
         raise TypeError(
             f"Columns {non_numeric} are not numeric; every feature column must hold numbers."
@@ -423,16 +435,7 @@ def sequences_to_frame(sequences, ids=None, columns=None, times=None):
         If ``ids``, ``columns`` or ``times`` do not match the sequences, or
         the sequences disagree on the number of features.
     """
-    arrays = [np.asarray(seq) for seq in sequences]
-    if not arrays:
-        raise ValueError("Found 0 sequences; at least 1 is required.")
-    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
-    for index, array in enumerate(arrays):
-        if array.ndim != 2:
-            raise ValueError(
-                f"Sequence {index} has {array.ndim} dimensions; each sequence must be "
-                "2-D (n_timesteps, n_features) or 1-D (n_timesteps,)."
-            )
+    arrays = _as_2d_arrays(sequences)
     n_features = arrays[0].shape[1]
     if any(a.shape[1] != n_features for a in arrays):
         raise ValueError("All sequences must have the same number of features.")

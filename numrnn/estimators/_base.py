@@ -409,14 +409,7 @@ class _BaseRNN(BaseEstimator):
                 X2d = validate_data(self, X, reset=True, dtype="numeric", ensure_all_finite=True)
                 self._tabular_input = True
                 return _validation.from_tabular(X2d, dtype=dtype)
-            data = _validation.check_sequences(X, dtype=dtype, kind=kind)
-            self._tabular_input = False
-            self.n_features_in_ = data.n_features
-            if data.feature_names is not None:
-                self.feature_names_in_ = data.feature_names
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-            return data
+            return self._record_features(_validation.check_sequences(X, dtype=dtype, kind=kind))
         if self._tabular_input:
             if kind != "tabular":
                 raise ValueError(
@@ -428,40 +421,32 @@ class _BaseRNN(BaseEstimator):
             X2d = validate_data(self, X, reset=False, dtype="numeric", ensure_all_finite=True)
             return _validation.from_tabular(X2d, dtype=dtype)
         data = _validation.check_sequences(X, dtype=dtype, kind=kind)
-        if data.n_features != self.n_features_in_:
-            detail = " (a 2-D X holds univariate sequences)" if kind == "tabular" else ""
-            raise ValueError(
-                f"X has {data.n_features} features per time step{detail}, but {name} is "
-                f"expecting {self.n_features_in_} features as input."
-            )
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if (
-            fitted_names is not None
-            and data.feature_names is not None
-            and not np.array_equal(fitted_names, data.feature_names)
-        ):
-            raise ValueError(
-                "The feature names should match those that were passed during fit: "
-                f"fitted with {list(fitted_names)}, got {list(data.feature_names)}."
-            )
-        return data
+        detail = " (a 2-D X holds univariate sequences)" if kind == "tabular" else ""
+        return self._check_features(data, detail)
 
     def _validate_series_X(self, X, *, reset, dtype):
         """Canonicalise the long series of a stateful fit or predict."""
         data = _validation.check_series(X, dtype=dtype)
-        name = type(self).__name__
         if reset:
-            self._tabular_input = False
-            self.n_features_in_ = data.n_features
-            if data.feature_names is not None:
-                self.feature_names_in_ = data.feature_names
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-            return data
+            return self._record_features(data)
+        return self._check_features(data)
+
+    def _record_features(self, data):
+        """Record ``n_features_in_`` and the feature names of a sequence fit; return ``data``."""
+        self._tabular_input = False
+        self.n_features_in_ = data.n_features
+        if data.feature_names is not None:
+            self.feature_names_in_ = data.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return data
+
+    def _check_features(self, data, detail=""):
+        """``data`` after checking its feature count and names against the fit's."""
         if data.n_features != self.n_features_in_:
             raise ValueError(
-                f"X has {data.n_features} features per time step, but {name} is expecting "
-                f"{self.n_features_in_} features as input."
+                f"X has {data.n_features} features per time step{detail}, but "
+                f"{type(self).__name__} is expecting {self.n_features_in_} features as input."
             )
         fitted_names = getattr(self, "feature_names_in_", None)
         if (
