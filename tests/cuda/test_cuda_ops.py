@@ -297,6 +297,41 @@ def test_reductions(dtype, small_blocks):
 
 
 @needs_cuda
+def test_shared_memory_kernels_are_exact_when_threads_switch_often(cuda_runtime):
+    # The GEMM tiles and the block reduction live in shared memory, one buffer
+    # per block. Under the simulator this needs the conftest's atomic
+    # allocation: without it a thread switch inside the allocation can hand
+    # the threads of one block separate buffers, and results pick up
+    # uninitialised memory (a loss of 1e217 in CI). Without the guard a few
+    # of these 400 rounds go wrong in most runs.
+    import sys
+
+    from numrnn.kernels.cuda import launch_config
+    from numrnn.kernels.cuda._common import matmul
+
+    ops = _ops()
+    values = np.arange(-30.0, 30.0)  # integers: every summation order is exact
+    a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+    wrong = []
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with launch_config(block=(2, 2), tile=2):
+            for _ in range(400):
+                sums = ops.zeros((3,), "float64")
+                ops.sum_squares(_up(values), sums, 1, accumulate=False)
+                product = ops.zeros((3, 2), "float64")
+                matmul(_up(a), _up(b), product)
+                if not np.array_equal(_down(sums), [0.0, np.sum(values**2), 0.0]):
+                    wrong.append(("sum", _down(sums)))
+                if not np.array_equal(_down(product), a @ b):
+                    wrong.append(("gemm", _down(product)))
+    finally:
+        sys.setswitchinterval(saved)
+    assert not wrong, wrong
+
+
+@needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "make",
