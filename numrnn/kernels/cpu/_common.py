@@ -17,12 +17,12 @@ Conventions of every recurrent kernel in this package:
 
 How the kernels are made fast (the docs' performance page has the numbers):
 
-- Every matrix product goes straight to the BLAS ``?gemm`` that numba itself
-  uses for ``np.dot`` (numba's ``numba_xxgemm`` helper, which calls SciPy's
-  BLAS). That allows strided operands, so the recurrent product of step
-  ``t`` accumulates into ``gates[:, t, :]`` in place (``beta = 1``), with no
-  copy and no temporary; and one compiled call site serves every GEMM,
-  which keeps compilation short.
+- Every matrix product goes straight to a CBLAS ``?gemm`` (NumPy's bundled
+  OpenBLAS, or SciPy's BLAS; see ``_blas``). That allows strided operands,
+  so the recurrent product of step ``t`` accumulates into
+  ``gates[:, t, :]`` in place (``beta = 1``), with no copy and no
+  temporary; and one compiled call site serves every GEMM, which keeps
+  compilation short.
 - The public kernels are thin Python functions over compiled ones (same
   names and arguments as before). The LSTM's pick a compiled variant:
   tanh/sigmoid cells (the default) get their own vectorised loops, other
@@ -48,6 +48,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from numrnn.kernels import _math
+from numrnn.kernels.cpu import _blas
 
 JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 #: gate loops: also allow fused multiply-add (more accurate, never less)
@@ -141,39 +142,27 @@ def activate_row(row, bias, code):
 
 # -- BLAS -------------------------------------------------------------------------
 
-# ``numba_xxgemm`` is the helper numba's own ``np.dot`` calls (it forwards to
-# SciPy's BLAS ``?gemm``, Fortran order). Pointer arguments are declared as
-# integers (addresses), which the C calling conventions of every 64-bit
-# platform pass the same way; so one compiled ``_gemm_call`` serves every
-# dtype, layout and transposition, which keeps compilation short.
-_XXGEMM = types.ExternalFunction(
-    "numba_xxgemm",
-    types.intc(
-        types.char, types.char, types.char,  # kind, transa, transb
-        types.intp, types.intp, types.intp,  # m, n, k
-        types.intp, types.intp, types.intp,  # alpha, a, lda
-        types.intp, types.intp, types.intp,  # b, ldb, beta
-        types.intp, types.intp,  # c, ldc
-    ),
-)  # fmt: skip
-# alpha = 1 and beta = 1 or 0, per dtype
-_SCALARS_F32 = np.array([1.0, 0.0], dtype=np.float32)
-_SCALARS_F64 = np.array([1.0, 0.0], dtype=np.float64)
+# Every product calls the CBLAS ``?gemm`` that ``_blas`` binds for this
+# process (NumPy's bundled OpenBLAS where there is one, else SciPy's BLAS).
+# Pointer arguments are declared as integers (addresses), which the C calling
+# conventions of every 64-bit platform pass the same way; so one compiled
+# ``_gemm_call`` serves every layout and transposition, which keeps
+# compilation short.
+_SGEMM = types.ExternalFunction(_blas.SYMBOLS["float32"], _blas.gemm_signature(types.float32))
+_DGEMM = types.ExternalFunction(_blas.SYMBOLS["float64"], _blas.gemm_signature(types.float64))
 
 
 @njit(**JIT)
 def _gemm_call(itemsize, trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc):
-    # row-major c (m, n) = op(a) @ op(b) [+ c], as column-major c.T = op(b).T @ op(a).T
+    # row-major c (m, n) = op(a) @ op(b) [+ c]
+    t_a = _blas.TRANS if trans_a else _blas.NO_TRANS
+    t_b = _blas.TRANS if trans_b else _blas.NO_TRANS
+    beta = 1.0 if accumulate else 0.0
     if itemsize == 4:
-        kind = 115  # "s"
-        alpha = _SCALARS_F32.ctypes.data
+        _SGEMM(_blas.ROW_MAJOR, t_a, t_b, m, n, k, np.float32(1.0), a, lda, b, ldb,
+               np.float32(beta), c, ldc)  # fmt: skip
     else:
-        kind = 100  # "d"
-        alpha = _SCALARS_F64.ctypes.data
-    beta = alpha if accumulate else alpha + itemsize
-    trans_b_char = 84 if trans_b else 78  # "T" / "N"
-    trans_a_char = 84 if trans_a else 78
-    _XXGEMM(kind, trans_b_char, trans_a_char, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+        _DGEMM(_blas.ROW_MAJOR, t_a, t_b, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
 
 
 @njit(inline="always", **JIT)
