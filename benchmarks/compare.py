@@ -203,7 +203,9 @@ def _print_targets(report, peak):
         checks = [
             f"train {train:.2f}x (>= {need:g}x: {'met' if train >= need else 'NOT met'})",
             f"infer {infer:.2f}x (>= 1x: {'met' if infer >= 1 else 'NOT met'})",
-            f"stream {stream:.1f}x (>= 20x: {'met' if stream >= 20 else 'NOT met'})",
+            f"stream {stream:.1f}x (>= 20x: {'met' if stream >= 20 else 'NOT met'})"
+            if r["cell"] == "lstm"
+            else f"stream {stream:.1f}x (no target: the 20x is against nn.LSTM)",
         ]
         if r["units"] >= 128:
             share = r["train_gflops"] / peak
