@@ -39,3 +39,15 @@ def test_compare_prints_the_table_and_the_targets(tmp_path):
     if HAVE_TORCH:
         assert "#   lstm (4,5,3,4): train" in out and "(>= 20x:" in out
         assert "no target: the 20x is against nn.LSTM" in out  # the GRU row
+
+
+def test_estimator_throughput_reports_sequences_per_second(tmp_path):
+    out = _run(
+        [str(ROOT / "benchmarks" / "estimator_throughput.py"), "--batch", "4", "--steps", "5",
+         "--features", "3", "--units", "4", "--n-batches", "2", "--epochs", "1", "--rounds", "1"],
+        tmp_path,
+    )  # fmt: skip
+    assert "batch 4 x 5 steps x 3 features, units 4" in out
+    assert "numrnn" in out and "seq/s" in out
+    if HAVE_TORCH:
+        assert "numrnn / torch throughput ratio:" in out
