@@ -41,7 +41,8 @@ _STATE = {}
 def _blas_controller():
     controller = _STATE.get("blas")
     if controller is None:
-        # numba's GEMMs go through SciPy's BLAS: load it before looking
+        # the kernels call NumPy's or SciPy's BLAS (``_blas``): load SciPy's
+        # before looking, so that the limits cover both
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
