@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from compare import REUSE_HELP, use_fresh_numba_cache
+
 
 def _data(n, steps, features, n_classes):
     import numpy as np
@@ -120,6 +122,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", choices=["numrnn", "torch"])
+    parser.add_argument("--reuse-numba-cache", action="store_true", help=REUSE_HELP)
     args = parser.parse_args(argv)
     if args.child:
         fn = child_numrnn if args.child == "numrnn" else child_torch
@@ -132,6 +135,7 @@ def main(argv=None):
     except ImportError:
         kinds = ["numrnn"]
         print("PyTorch not installed: timing numrnn only (pip install torch==2.13.0, CPU build)")
+    cache = None if args.reuse_numba_cache else use_fresh_numba_cache()  # noqa: F841
     epoch_times = {kind: [] for kind in kinds}
     for _ in range(args.rounds):
         for kind in kinds:

@@ -138,3 +138,50 @@ def test_unknown_choice_is_a_clear_error():
     )  # fmt: skip
     assert run.returncode != 0
     assert "NUMRNN_BLAS='mkl' is not understood; expected 'numpy' or 'scipy'" in run.stderr
+
+
+_COUNTING_CHILD = """
+import ctypes, json, sys
+import numpy as np
+from llvmlite import binding
+from numrnn.kernels.cpu import _blas
+# wrap the bound float64 symbol in a counter before any kernel is compiled or loaded
+prototype = ctypes.CFUNCTYPE(
+    None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+    ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+    ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int64,
+)
+symbol = _blas.SYMBOLS["float64"]
+bound = prototype(binding.address_of_symbol(symbol))
+calls = []
+def counting(*args):
+    calls.append(args[3:6])
+    bound(*args)
+wrapper = prototype(counting)
+binding.add_symbol(symbol, ctypes.cast(wrapper, ctypes.c_void_p).value)
+from numrnn import layers
+x = np.random.default_rng(0).normal(size=(3, 4, 2))
+out = layers.SimpleRNN(5, return_sequences=True, seed=0, dtype="float64")(x)
+json.dump({"calls": [list(c) for c in calls], "out": out.ravel().tolist()}, sys.stdout)
+"""
+
+
+def test_kernels_call_the_bound_symbol_compiled_and_from_the_cache(tmp_path):
+    # The kernels name the GEMM symbol, which is resolved when their code is
+    # linked: in the process that compiles them and in one that loads them
+    # from numba's cache. Both processes must route every product through
+    # whatever the symbol is bound to (here a counter around the binding).
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = []
+    for _ in range(2):  # compile, then load from the cache
+        run = subprocess.run(
+            [sys.executable, "-c", _COUNTING_CHILD], env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        runs.append(json.loads(run.stdout))
+    assert any(tmp_path.rglob("*.nbi")), "the first run wrote no cache"
+    for result in runs:
+        # one input projection (all steps: m = 3 * 4) and one recurrent product per step
+        assert result["calls"] == [[12, 5, 2]] + [[3, 5, 5]] * 4
+    assert runs[0]["out"] == runs[1]["out"]
