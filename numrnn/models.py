@@ -11,6 +11,7 @@ from numrnn.layers.base import (
     check_cotangents,
     check_float_input,
     check_mask,
+    forward_only,
     on_device,
     unwrap,
 )
@@ -185,7 +186,8 @@ class Sequential:
         residency = getattr(self, "_residency", None)
         if residency is not None and not on_device(x):
             return residency.call(x, mask=mask, initial_state=initial_state, training=training)
-        return self._forward(x, mask, initial_state, training)[0]
+        with forward_only():
+            return self._forward(x, mask, initial_state, training)[0]
 
     def predict(self, x, batch_size=32, mask=None):
         """Outputs for ``x`` in batches of ``batch_size`` (inference mode)."""

@@ -119,8 +119,10 @@ def kernel_compile_stats():
 def warm_up(cells=("simple", "lstm", "gru"), dtypes=("float32", "float64"), backward=True):
     """Load (or compile) the CPU kernels in this process before real work.
 
-    Runs each cell once on a tiny input, forward and backward, for each
-    dtype (GRU in both ``reset_after`` modes). With numba's on-disk cache
+    Runs each cell once on a tiny input for each dtype (GRU in both
+    ``reset_after`` modes): a call, as predictions make it (for the LSTM
+    that is a kernel of its own, which keeps no caches), and with
+    ``backward`` a forward and backward pass, as training makes it. With numba's on-disk cache
     warm this takes milliseconds per kernel; otherwise it compiles and fills
     the cache. On a Dask cluster run it once per worker with
     ``client.run(warm_up)`` (or register it as a worker plugin) so the first
@@ -134,7 +136,7 @@ def warm_up(cells=("simple", "lstm", "gru"), dtypes=("float32", "float64"), back
     dtypes : sequence of {"float32", "float64"}, default=both
         Which float dtypes.
     backward : bool, default=True
-        Also load the backward (training) kernels.
+        Also load the training kernels (forward with caches, and backward).
 
     Returns
     -------
@@ -151,10 +153,9 @@ def warm_up(cells=("simple", "lstm", "gru"), dtypes=("float32", "float64"), back
             variants = [{}] if cell != "gru" else [{"reset_after": True}, {"reset_after": False}]
             for options in variants:
                 layer = classes[cell][0](1, dtype=dtype, **options)
+                layer(x)  # predictions (the LSTM's outputs-only kernel)
                 if backward:
                     layer.vjp(x, [np.ones((1, 1), dtype=dtype)])
-                else:
-                    layer(x)
     return kernel_compile_stats()
 
 

@@ -10,15 +10,36 @@ Every layer implements two private methods that models chain:
 The public ``__call__``/``vjp``/``value_and_vjp`` wrap them.
 """
 
+import contextvars
 import itertools
 import sys
 from collections import defaultdict
+from contextlib import contextmanager
 
 import numpy as np
 
 from numrnn import config
 
 _NAME_COUNTERS = defaultdict(itertools.count)
+
+#: True while a call needs outputs only: no backward pass will read the
+#: caches of the forward passes run meanwhile, so layers may skip them
+_FORWARD_ONLY = contextvars.ContextVar("numrnn_forward_only", default=False)
+
+
+@contextmanager
+def forward_only():
+    """Mark the forward passes run inside as outputs-only (see ``_FORWARD_ONLY``)."""
+    token = _FORWARD_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _FORWARD_ONLY.reset(token)
+
+
+def outputs_only():
+    """Whether the forward pass running now needs no caches (inside :func:`forward_only`)."""
+    return _FORWARD_ONLY.get()
 
 
 def _snake_case(name):
@@ -184,7 +205,8 @@ class Layer:
 
     # -- calls -------------------------------------------------------------
     def __call__(self, x, mask=None, initial_state=None, training=False):
-        outputs, _ = self._forward_checked(x, mask, initial_state, training)
+        with forward_only():
+            outputs, _ = self._forward_checked(x, mask, initial_state, training)
         return unwrap(outputs)
 
     def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):

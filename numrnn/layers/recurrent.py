@@ -13,6 +13,7 @@ import numpy as np
 from numrnn.activations import recurrent_activation_code
 from numrnn.initializers import check_initializer, initialize
 from numrnn.kernels import DeviceUnavailableError, check_device, get_backend, resolve_device
+from numrnn.kernels._math import SIGMOID, TANH
 from numrnn.layers.base import (
     Layer,
     check_float_input,
@@ -20,6 +21,7 @@ from numrnn.layers.base import (
     check_positive_int,
     check_rate,
     on_device,
+    outputs_only,
     unwrap,
 )
 
@@ -831,9 +833,20 @@ class LSTM(RNN):
     ):
         n_batch, n_steps, _ = x.shape
         gates = self._buffer(backend, "gates", (n_batch, n_steps, 4 * self.units))
-        (h_prev, c_prev, c_act), h_used = self._step_buffers(backend, x, 3, rec_mask, rec_dropout)
         h_final = backend.empty((n_batch, self.units), self.dtype)
         c_final = backend.empty((n_batch, self.units), self.dtype)
+        if (
+            backend.name == "cpu" and outputs_only() and not rec_dropout
+            and self._activation_code == TANH and self._recurrent_code == SIGMOID
+        ):  # fmt: skip
+            # no backward pass follows: the kernel that keeps no caches
+            backend.lstm.lstm_infer(
+                x, kernel, recurrent, bias, mask, states[0], states[1],
+                self._activation_code, self._recurrent_code, self.go_backwards,
+                self.zero_output_for_mask, out, gates, h_final, c_final,
+            )  # fmt: skip
+            return [h_final, c_final], None
+        (h_prev, c_prev, c_act), h_used = self._step_buffers(backend, x, 3, rec_mask, rec_dropout)
         backend.lstm.lstm_forward(
             x, kernel, recurrent, bias, mask, states[0], states[1], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,

@@ -217,6 +217,31 @@ def test_forward_and_backward_match_cpu(case, dtype, small_blocks):
         np.testing.assert_array_equal(grads_gpu["d_c0"][1], inputs["d_c_final"][1])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("go_backwards", "zero_out"), [(False, False), (True, True)])
+def test_lstm_infer_matches_cpu(dtype, go_backwards, zero_out, small_blocks):
+    cpu, gpu = _modules("lstm")
+    inputs, _ = _inputs("lstm", None, dtype, seed=11)
+    codes = _codes("tanh", "sigmoid")
+    i = inputs
+    head = [i["x"], i["kernel"], i["recurrent_kernel"], i["bias"], i["mask"], i["h0"], i["c0"]]
+    results = []
+    for module in (cpu, gpu):
+        written = {
+            "out": np.full((B, T, U), np.nan, dtype=dtype),
+            "gates": np.full((B, T, 4 * U), np.nan, dtype=dtype),
+            "h_final": np.full((B, U), np.nan, dtype=dtype),
+            "c_final": np.full((B, U), np.nan, dtype=dtype),
+        }
+        module.lstm_infer(*head, *codes, go_backwards, zero_out, *written.values())
+        del written["gates"]  # work space
+        results.append(written)
+    _assert_all_close(results[0], results[1], dtype, "lstm_infer")
+    np.testing.assert_array_equal(results[1]["h_final"][1], i["h0"][1])  # fully masked row
+    with pytest.raises(ValueError, match="tanh/sigmoid cells only"):
+        gpu.lstm_infer(*head, *_codes("relu", "sigmoid"), False, False, *results[1].values(), None)
+
+
 def test_device_arrays_are_used_in_place(small_blocks):
     """Device arguments are written in place and give the host path's numbers."""
     from numba import cuda

@@ -33,6 +33,8 @@ How the kernels are made fast (the docs' performance page has the numbers):
 - float32 kernels use the rational ``tanh``/``sigmoid`` of
   ``numrnn.kernels._math`` (error below 4e-7); float64 kernels use libm.
   Generic activations compute each cell in the widest type, as before.
+- ``lstm_infer`` serves LSTM calls that need outputs only (no backward pass
+  follows): it writes no caches, which pays most at small sizes.
 - ``*_step`` kernels serve stateful layers fed one step at a time: plain
   loops (a BLAS call costs more than the arithmetic at batch 1) and no
   caches.

@@ -5,8 +5,10 @@ array conventions. See ``numrnn.kernels.cuda._common`` for how host and
 device arrays are handled.
 """
 
+import numpy as np
 from numba import cuda
 
+from numrnn.kernels._math import SIGMOID, TANH
 from numrnn.kernels.cuda._common import (
     Transfer,
     activate,
@@ -164,6 +166,40 @@ def lstm_forward(
             out, h, c, h_prev, h_used, c_prev, c_act,
         )  # fmt: skip
     io.finish()
+
+
+def lstm_infer(
+    x, kernel, recurrent_kernel, bias, mask, h0, c0,
+    activation, recurrent_activation, go_backwards, zero_output_for_mask,
+    out, gates, h_final, c_final,
+):  # fmt: skip
+    """LSTM for outputs only on the GPU; twin of ``cpu.lstm.lstm_infer``.
+
+    Runs :func:`lstm_forward` with its caches in scratch device arrays
+    (no recurrent dropout): a separate kernel would save the cache writes,
+    which on the CPU are a large part of a step but not on a GPU. Same
+    arguments, results and errors as the CPU twin; the layers call it on the
+    CPU only.
+
+    Raises
+    ------
+    ValueError
+        For activations other than tanh/sigmoid, and as :func:`lstm_forward`.
+    """
+    if int(activation) != TANH or int(recurrent_activation) != SIGMOID:
+        raise ValueError(
+            "lstm_infer runs tanh/sigmoid cells only; use lstm_forward for other activations"
+        )
+    if len(out.shape) != 3:
+        raise ValueError(f"lstm_infer: out has shape {tuple(out.shape)}, expected (B, T, U).")
+    dtype = np.dtype(out.dtype)
+    rec_mask = np.ones((out.shape[0], out.shape[2]), dtype=dtype)
+    h_prev, c_prev, c_act = (cuda.device_array(out.shape, dtype=dtype) for _ in range(3))
+    lstm_forward(
+        x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
+        activation, recurrent_activation, go_backwards, zero_output_for_mask,
+        out, gates, h_prev, h_prev, c_prev, c_act, h_final, c_final,
+    )  # fmt: skip
 
 
 @kernel("i", "i", "?", "F3", "F3", "F3", "M2", "F2", "i", "i", "?",
