@@ -59,6 +59,15 @@ def _cell_generic(gates, bias, c, c_prev, c_act, h, activation, recurrent_activa
         h[u] = o * a
 
 
+@njit(inline="always", **JIT)
+def _gate_blocks(row, n_units):
+    """The i, f, c, o blocks of a 1-D gate row (views)."""
+    return (
+        row[:n_units], row[n_units : 2 * n_units], row[2 * n_units : 3 * n_units],
+        row[3 * n_units :],
+    )  # fmt: skip
+
+
 @njit(**JIT_FMA)
 def _cells_forward_fast(
     gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c, zero_output_for_mask
@@ -67,16 +76,9 @@ def _cells_forward_fast(
     # (no calls: at small U the per-call cost would exceed the arithmetic).
     # gates[:, t] holds x W + h R on entry and the activated gates on exit.
     n_units = h.shape[1]
-    bias_i = bias[:n_units]
-    bias_f = bias[n_units : 2 * n_units]
-    bias_c = bias[2 * n_units : 3 * n_units]
-    bias_o = bias[3 * n_units :]
+    bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
     for b in range(h.shape[0]):
-        row = gates[b, t]
-        gate_i = row[:n_units]
-        gate_f = row[n_units : 2 * n_units]
-        gate_c = row[2 * n_units : 3 * n_units]
-        gate_o = row[3 * n_units :]
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
         keep = mask[b, t]
         if keep:
             c_row = c[b]
@@ -228,19 +230,12 @@ def _cells_infer_fast(gates, t, s, bias, mask, h, c, out, zero_output_for_mask):
     # tanh/sigmoid cells of step t with no caches: a kept sample updates its
     # states and output in one loop; a masked one holds them (nothing to compute)
     n_units = h.shape[1]
-    bias_i = bias[:n_units]
-    bias_f = bias[n_units : 2 * n_units]
-    bias_c = bias[2 * n_units : 3 * n_units]
-    bias_o = bias[3 * n_units :]
+    bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
     for b in range(h.shape[0]):
         if not mask[b, t]:
             emit_output(out, s, b, h[b], False, zero_output_for_mask)
             continue
-        row = gates[b, t]
-        gate_i = row[:n_units]
-        gate_f = row[n_units : 2 * n_units]
-        gate_c = row[2 * n_units : 3 * n_units]
-        gate_o = row[3 * n_units :]
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
         c_row = c[b]
         h_row = out[b, s]
         for u in range(n_units):
@@ -339,16 +334,8 @@ def _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gat
         c_row = carry[b]
         dh_row = dh[b]
         dc_row = dc[b]
-        row = gates[b, t]
-        gate_i = row[:n_units]
-        gate_f = row[n_units : 2 * n_units]
-        gate_c = row[2 * n_units : 3 * n_units]
-        gate_o = row[3 * n_units :]
-        d = d_gates[b, t]
-        d_i = d[:n_units]
-        d_f = d[n_units : 2 * n_units]
-        d_g = d[2 * n_units : 3 * n_units]
-        d_o = d[3 * n_units :]
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
+        d_i, d_f, d_g, d_o = _gate_blocks(d_gates[b, t], n_units)
         cp = c_prev[b, t]
         ca = c_act[b, t]
         for u in range(n_units):
