@@ -12,9 +12,9 @@ so numba's on-disk cache stays valid whichever is bound):
 
 - ``"numpy"``: the OpenBLAS that NumPy's wheels bundle (``scipy_openblas64``,
   0.3.31 with numpy 2.4). On the 2-core Zen 3 machine of the docs, one
-  thread, the LSTM weight gradients at (64,200,16,64) took 15.8-17.7 ms
-  against 22.2 ms with SciPy's bundled OpenBLAS (0.3.30); see the
-  performance page for whole steps.
+  thread, whole LSTM layer steps ran 1.07-1.27x faster in training and
+  0.94-1.34x in inference than with SciPy's bundled OpenBLAS (0.3.30); see
+  the performance page.
 - ``"scipy"``: SciPy's BLAS, through numba's own ``numba_xxgemm`` helper
   (what ``np.dot`` uses inside numba). Used when NumPy does not bundle
   ``scipy_openblas64`` (a conda or system NumPy, for example).
