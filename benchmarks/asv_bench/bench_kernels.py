@@ -28,14 +28,24 @@ class _Base:
 
 
 class Forward(_Base):
-    """``layer._forward``: input projection, time loop, caches."""
+    """``layer._forward``: input projection, time loop, caches; and the same
+    pass for outputs only, as calls and predictions run it (the LSTM's
+    kernel without caches; the GRU and SimpleRNN run their one kernel)."""
 
     def setup(self, cell, shape, dtype):
+        from numrnn.layers.base import forward_only
+
+        self.forward_only = forward_only
         self._build(cell, shape, dtype)
         self.layer._forward(self.x, None, None, True)  # compiles or loads the kernels
+        self.time_forward_outputs_only(cell, shape, dtype)
 
     def time_forward(self, cell, shape, dtype):
         self.layer._forward(self.x, None, None, True)
+
+    def time_forward_outputs_only(self, cell, shape, dtype):
+        with self.forward_only():
+            self.layer._forward(self.x, None, None, False)
 
 
 class Backward(_Base):
