@@ -12,6 +12,7 @@ from numrnn.layers.base import (
     check_float_input,
     check_mask,
     forward_only,
+    input_grad_unused,
     on_device,
     unwrap,
 )
@@ -201,22 +202,31 @@ class Sequential:
             parts.append(self(x[start:stop], mask=part_mask))
         return np.concatenate(parts, axis=0)
 
-    def value_and_vjp(self, x, cotangent_fn, mask=None, initial_state=None, training=False):
+    def value_and_vjp(
+        self, x, cotangent_fn, mask=None, initial_state=None, training=False, input_grad=True
+    ):
         """Forward pass and its vjp in one go (dropout masks drawn once).
 
         ``cotangent_fn(output)`` returns the cotangent of the output (an
         array, or a list holding one array). Returns ``(output, (weight_grads,
-        input_grad, initial_state_grads))``.
+        input_grad, initial_state_grads))``. With ``input_grad=False`` the
+        input gradient is None, and a recurrent first layer skips computing it
+        (as a training loop wants: its input is data).
         """
         output, caches = self._forward(x, mask, initial_state, training)
         (cotangent,) = check_cotangents(cotangent_fn(output), [output], self.name)
         weight_grads = []
         grad = cotangent
         state_grads = None
+        first = self.layers[0]
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            grads, grad, state_grads = layer._backward(cache, [grad])
+            if layer is first and not input_grad and layer._skips_unused_input_grad:
+                with input_grad_unused():
+                    grads, grad, state_grads = layer._backward(cache, [grad])
+            else:
+                grads, grad, state_grads = layer._backward(cache, [grad])
             weight_grads[:0] = grads
-        return output, (weight_grads, grad, state_grads)
+        return output, (weight_grads, grad if input_grad else None, state_grads)
 
     def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):
         """Vector-Jacobian product; same contract as :meth:`Layer.vjp`."""

@@ -937,7 +937,9 @@ class _BaseRNN(BaseEstimator):
         optimizer_state = state.optimizer.get_state()
         # overflow shows up as non-finite values, checked right below
         with np.errstate(over="ignore", invalid="ignore"):
-            _, (grads, _, _) = state.model.value_and_vjp(x, cotangent, mask=x_mask, training=True)
+            _, (grads, _, _) = state.model.value_and_vjp(
+                x, cotangent, mask=x_mask, training=True, input_grad=False
+            )
         loss = loss_holder["value"]
         if self.alpha > 0:
             squared_norm = 0.0

@@ -42,6 +42,26 @@ def outputs_only():
     return _FORWARD_ONLY.get()
 
 
+#: True while a backward pass of a layer whose input gradient nobody reads
+#: runs (the first layer of a model in training): it may skip that gradient
+_INPUT_GRAD_UNUSED = contextvars.ContextVar("numrnn_input_grad_unused", default=False)
+
+
+@contextmanager
+def input_grad_unused():
+    """Mark the backward pass run inside as one whose input gradient is not read."""
+    token = _INPUT_GRAD_UNUSED.set(True)
+    try:
+        yield
+    finally:
+        _INPUT_GRAD_UNUSED.reset(token)
+
+
+def input_grad_wanted():
+    """False inside :func:`input_grad_unused`: the running backward pass may return None."""
+    return not _INPUT_GRAD_UNUSED.get()
+
+
 def _snake_case(name):
     out = []
     for i, ch in enumerate(name):
@@ -114,6 +134,9 @@ class Layer:
 
     #: whether the layer consumes a mask (else it ignores and passes it on)
     supports_masking = True
+    #: whether ``_backward`` skips the input gradient inside
+    #: :func:`input_grad_unused` (returning None for it)
+    _skips_unused_input_grad = False
 
     def __init__(self, dtype=None, name=None):
         self.dtype = config.resolve_dtype(dtype)

@@ -20,6 +20,7 @@ from numrnn.layers.base import (
     check_mask,
     check_positive_int,
     check_rate,
+    input_grad_wanted,
     on_device,
     outputs_only,
     unwrap,
@@ -77,6 +78,7 @@ class RNN(Layer):
         (``layer.device = "cuda"``).
     """
 
+    _skips_unused_input_grad = True
     _n_gates = 1
     _n_states = 1
 
@@ -477,7 +479,9 @@ class RNN(Layer):
         )
         d_states0 = [backend.to_host(d) for d in d_states0]
         input_masks = cache["input_masks"]
-        if input_masks is not None:
+        if d_x.shape[-1] == 0 and x.shape[-1] > 0:
+            d_x = None  # skipped (see _grad_buffers)
+        elif input_masks is not None:
             n_features = self._n_features
             d_x = sum(
                 d_x[..., k * n_features : (k + 1) * n_features] * m[:, None, :]
@@ -667,8 +671,11 @@ class RNN(Layer):
     def _grad_buffers(self, cache):
         backend = cache["backend"]
         x = cache["x"]
+        # an input gradient nobody reads (CPU): zero columns, so the kernels
+        # skip its product (every kernel writes d_x through one GEMM)
+        skip = backend.name == "cpu" and not input_grad_wanted()
         return (
-            backend.empty(x.shape, self.dtype),
+            backend.empty(x.shape[:2] + (0,) if skip else x.shape, self.dtype),
             backend.empty(cache["kernel"].shape, self.dtype),
             backend.empty(cache["recurrent_kernel"].shape, self.dtype),
             backend.empty(self._bias_shape(), self.dtype),
