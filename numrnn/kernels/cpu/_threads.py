@@ -104,7 +104,7 @@ def call_in_blocks(kernel, args, sliced, summed, cache):
         kernel(*args)
         return
     try:
-        bounds = np.linspace(0, n_batch, blocks + 1).astype(int)
+        bounds = [n_batch * k // blocks for k in range(blocks + 1)]
         calls = []
         privates = []
         for k in range(blocks):
