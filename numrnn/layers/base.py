@@ -22,19 +22,37 @@ from numrnn import config
 
 _NAME_COUNTERS = defaultdict(itertools.count)
 
-#: True while a call needs outputs only: no backward pass will read the
+
+class _ScopedFlag:
+    """A flag that is True inside ``with flag.scope():`` for the code run there
+    (a context variable: threads and nested calls each see their own)."""
+
+    def __init__(self, name):
+        self._var = contextvars.ContextVar(name, default=False)
+
+    @contextmanager
+    def scope(self):
+        token = self._var.set(True)
+        try:
+            yield
+        finally:
+            self._var.reset(token)
+
+    def get(self):
+        return self._var.get()
+
+
+#: set while a call needs outputs only: no backward pass will read the
 #: caches of the forward passes run meanwhile, so layers may skip them
-_FORWARD_ONLY = contextvars.ContextVar("numrnn_forward_only", default=False)
+_FORWARD_ONLY = _ScopedFlag("numrnn_forward_only")
+#: set while the backward pass of a layer whose input gradient nobody reads
+#: runs (the first layer of a model in training): it may skip that gradient
+_INPUT_GRAD_UNUSED = _ScopedFlag("numrnn_input_grad_unused")
 
 
-@contextmanager
 def forward_only():
-    """Mark the forward passes run inside as outputs-only (see ``_FORWARD_ONLY``)."""
-    token = _FORWARD_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _FORWARD_ONLY.reset(token)
+    """Mark the forward passes run inside (``with forward_only():``) as outputs-only."""
+    return _FORWARD_ONLY.scope()
 
 
 def outputs_only():
@@ -42,19 +60,10 @@ def outputs_only():
     return _FORWARD_ONLY.get()
 
 
-#: True while a backward pass of a layer whose input gradient nobody reads
-#: runs (the first layer of a model in training): it may skip that gradient
-_INPUT_GRAD_UNUSED = contextvars.ContextVar("numrnn_input_grad_unused", default=False)
-
-
-@contextmanager
 def input_grad_unused():
-    """Mark the backward pass run inside as one whose input gradient is not read."""
-    token = _INPUT_GRAD_UNUSED.set(True)
-    try:
-        yield
-    finally:
-        _INPUT_GRAD_UNUSED.reset(token)
+    """Mark the backward pass run inside (``with input_grad_unused():``) as one whose
+    input gradient is not read."""
+    return _INPUT_GRAD_UNUSED.scope()
 
 
 def input_grad_wanted():
