@@ -13,7 +13,8 @@ Usage::
     python benchmarks/compare.py --json results.json
 
 The work per row: a float32 training step (forward and BPTT, the gradients
-of every weight, loss = mean of the output sequence), inference on the same
+of every weight, loss = mean of the output sequence; no input gradient, as
+PyTorch computes none for an input that does not require one), inference on the same
 batch, and the streaming latency of one step at a time with batch 1 (a
 stateful numrnn layer; PyTorch's module called with the state it returned),
 32 units. Both frameworks get the same thread count: the ``*_NUM_THREADS``
@@ -80,7 +81,9 @@ def child_numrnn(cell, batch, steps, n_in, units, repeats):
     x = rng.normal(size=(batch, steps, n_in)).astype("float32")
     layer.build(x.shape)
     cot = [np.full((batch, steps, units), 1.0 / (batch * steps * units), dtype="float32")]
-    train = _median_time(lambda: layer.vjp(x, cot), repeats)
+    # the gradients of every weight, no input gradient (PyTorch's input does
+    # not require one either)
+    train = _median_time(lambda: layer.vjp(x, cot, input_grad=False), repeats)
     infer = _median_time(lambda: layer(x), repeats)
 
     stream = cls(STREAM_UNITS, stateful=True, seed=0)

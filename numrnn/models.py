@@ -12,7 +12,6 @@ from numrnn.layers.base import (
     check_float_input,
     check_mask,
     forward_only,
-    input_grad_unused,
     on_device,
     unwrap,
 )
@@ -220,17 +219,16 @@ class Sequential:
         state_grads = None
         first = self.layers[0]
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            if layer is first and not input_grad and layer._skips_unused_input_grad:
-                with input_grad_unused():
-                    grads, grad, state_grads = layer._backward(cache, [grad])
-            else:
-                grads, grad, state_grads = layer._backward(cache, [grad])
+            wanted = input_grad or layer is not first
+            grads, grad, state_grads = layer._backward_wanting(cache, [grad], wanted)
             weight_grads[:0] = grads
-        return output, (weight_grads, grad if input_grad else None, state_grads)
+        return output, (weight_grads, grad, state_grads)
 
-    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):
+    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False, input_grad=True):
         """Vector-Jacobian product; same contract as :meth:`Layer.vjp`."""
-        return self.value_and_vjp(x, lambda _: cotangents, mask, initial_state, training)[1]
+        return self.value_and_vjp(
+            x, lambda _: cotangents, mask, initial_state, training, input_grad
+        )[1]
 
     # -- device residency ----------------------------------------------------
     def device_support(self):

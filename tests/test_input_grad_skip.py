@@ -126,3 +126,21 @@ def test_estimator_training_skips_the_input_gradient(d_x_widths):
     X = np.random.default_rng(6).normal(size=(12, T, F)).astype("float32")
     RNNRegressor(units=(U,), max_iter=2, batch_size=6, random_state=0).fit(X, X.sum(axis=(1, 2)))
     assert d_x_widths and set(d_x_widths) == {0}
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_layer_vjp_without_the_input_gradient(d_x_widths, cell):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(B, T, F))
+    layer = getattr(layers, cell)(U, return_sequences=True, seed=2, dtype="float64")
+    cotangents = [rng.normal(size=(B, T, U))]
+    with_dx = layer.vjp(x, cotangents, mask=_mask())
+    without_dx = layer.vjp(x, cotangents, mask=_mask(), input_grad=False)
+    assert d_x_widths == [F, 0]
+    assert with_dx[1].shape == (B, T, F) and without_dx[1] is None
+    for got, want in zip(without_dx[0], with_dx[0], strict=True):
+        np.testing.assert_array_equal(got, want)
+    # a layer that does not skip it still returns None when it is not wanted
+    bidirectional = layers.Bidirectional(layers.LSTM(U, seed=0, dtype="float64"))
+    grads = bidirectional.vjp(x, [np.ones((B, 2 * U))], input_grad=False)
+    assert grads[1] is None and len(grads[0]) == 6

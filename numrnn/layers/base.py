@@ -241,7 +241,7 @@ class Layer:
             outputs, _ = self._forward_checked(x, mask, initial_state, training)
         return unwrap(outputs)
 
-    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False):
+    def vjp(self, x, cotangents, mask=None, initial_state=None, training=False, input_grad=True):
         """Vector-Jacobian product of the layer at ``x``.
 
         Parameters
@@ -252,32 +252,48 @@ class Layer:
             One array per output, in output order, each of its output's shape.
         mask, initial_state, training
             As for calling the layer.
+        input_grad : bool, default=True
+            False when the input gradient is not wanted: it is returned as
+            None, and the recurrent layers skip computing it.
 
         Returns
         -------
         weight_grads : list of ndarray
             Parallel to ``get_weights()``.
         input_grad : ndarray or None
-            None for integer inputs.
+            None for integer inputs, and with ``input_grad=False``.
         initial_state_grads : list of ndarray or None
             None when no initial state was given.
         """
         _, grads = self.value_and_vjp(
             x, lambda outputs: cotangents, mask=mask, initial_state=initial_state,
-            training=training,
+            training=training, input_grad=input_grad,
         )  # fmt: skip
         return grads
 
-    def value_and_vjp(self, x, cotangent_fn, mask=None, initial_state=None, training=False):
+    def value_and_vjp(
+        self, x, cotangent_fn, mask=None, initial_state=None, training=False, input_grad=True
+    ):
         """Forward pass and its vjp in one go (dropout masks drawn once).
 
         ``cotangent_fn(outputs)`` receives the outputs (an array, or a list
         when several) and returns the list of cotangents. Returns
-        ``(outputs, (weight_grads, input_grad, initial_state_grads))``.
+        ``(outputs, (weight_grads, input_grad, initial_state_grads))``;
+        ``input_grad`` is None with ``input_grad=False`` (see :meth:`vjp`).
         """
         outputs, cache = self._forward_checked(x, mask, initial_state, training)
         cotangents = check_cotangents(cotangent_fn(unwrap(outputs)), outputs, self.name)
-        return unwrap(outputs), self._backward(cache, cotangents)
+        return unwrap(outputs), self._backward_wanting(cache, cotangents, input_grad)
+
+    def _backward_wanting(self, cache, cotangents, input_grad):
+        """:meth:`_backward`, told whether its input gradient is read."""
+        if input_grad or not self._skips_unused_input_grad:
+            grads = self._backward(cache, cotangents)
+        else:
+            with input_grad_unused():
+                grads = self._backward(cache, cotangents)
+        weight_grads, d_x, state_grads = grads
+        return weight_grads, d_x if input_grad else None, state_grads
 
     def _forward_checked(self, x, mask, initial_state, training):
         self._ensure_built(x)
