@@ -88,13 +88,22 @@ def _kernel_operands(args, rng):
         "c0": np.zeros((b, u), dtype=dtype),
         "rec_mask": np.ones((b, u), dtype=dtype),
     }
-    forward = {"out": seq, "gates": (b, t, 4 * u), "h_prev": seq, "c_prev": seq,
-               "c_act": seq, "h_final": (b, u), "c_final": (b, u)}  # fmt: skip
     cotangents = {"d_out": rand(*seq), "d_h_final": rand(b, u), "d_c_final": rand(b, u)}
-    backward = {"d_gates": (b, t, 4 * u), "d_x": (b, t, f), "d_kernel": (f, 4 * u),
+    return inputs, cotangents
+
+
+def _buffer_shapes(module, args):
+    """Forward and backward buffer shapes for a kernel module (whose caches
+    may be time-major, ``TIME_MAJOR``)."""
+    b, t, f, u = args.batch, args.steps, args.features, args.units
+    steps = (t, b) if module.TIME_MAJOR else (b, t)
+    cache = steps + (u,)
+    forward = {"out": (b, t, u), "gates": steps + (4 * u,), "h_prev": cache, "c_prev": cache,
+               "c_act": cache, "h_final": (b, u), "c_final": (b, u)}  # fmt: skip
+    backward = {"d_gates": steps + (4 * u,), "d_x": (b, t, f), "d_kernel": (f, 4 * u),
                 "d_recurrent_kernel": (u, 4 * u), "d_bias": (4 * u,), "d_h0": (b, u),
                 "d_c0": (b, u)}  # fmt: skip
-    return inputs, forward, cotangents, backward
+    return forward, backward
 
 
 def _kernel_step(module, inputs, fwd, cots, bwd):
@@ -136,12 +145,14 @@ def main(argv=None):
     from numrnn.kernels.cuda import lstm as cuda_lstm
 
     rng = np.random.default_rng(0)
-    inputs, forward, cots, backward = _kernel_operands(args, rng)
+    inputs, cots = _kernel_operands(args, rng)
     dtype = np.dtype(args.dtype)
+    forward, backward = _buffer_shapes(cpu_lstm, args)
     host_fwd = {k: np.empty(s, dtype=dtype) for k, s in forward.items()}
     host_bwd = {k: np.empty(s, dtype=dtype) for k, s in backward.items()}
     dev_inputs = {k: cuda.to_device(v) for k, v in inputs.items()}
     dev_cots = {k: cuda.to_device(v) for k, v in cots.items()}
+    forward, backward = _buffer_shapes(cuda_lstm, args)
     dev_fwd = {k: cuda.device_array(s, dtype=dtype) for k, s in forward.items()}
     dev_bwd = {k: cuda.device_array(s, dtype=dtype) for k, s in backward.items()}
 

@@ -134,7 +134,7 @@ def test_the_outputs_only_mark_covers_calls_and_nothing_else():
 def test_infer_kernel_refuses_other_activations():
     args = [np.zeros(1)] * 7
     with pytest.raises(ValueError, match="tanh/sigmoid cells only"):
-        cpu_lstm.lstm_infer(*args, 5, 2, False, False, None, None, None, None)
+        cpu_lstm.lstm_infer(*args, 5, 2, False, False, None, None, None)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

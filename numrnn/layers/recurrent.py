@@ -639,13 +639,14 @@ class RNN(Layer):
         as arrays of the cache's backend."""
         raise NotImplementedError
 
-    def _step_buffers(self, backend, x, n, rec_mask, rec_dropout):
+    def _step_buffers(self, backend, x, n, rec_mask, rec_dropout, time_major=False):
         """``n`` (B, T, U) cache buffers plus ``h_used`` (B, T, W), which aliases
-        ``h_prev`` (the first buffer) when there is no recurrent dropout."""
-        shape = (x.shape[0], x.shape[1], self.units)
-        buffers = [self._buffer(backend, f"cache{i}", shape) for i in range(n)]
+        ``h_prev`` (the first buffer) when there is no recurrent dropout;
+        ``(T, B, .)`` when ``time_major``."""
+        shape = (x.shape[1], x.shape[0]) if time_major else (x.shape[0], x.shape[1])
+        buffers = [self._buffer(backend, f"cache{i}", shape + (self.units,)) for i in range(n)]
         if rec_dropout:
-            h_used = self._buffer(backend, "h_used", shape[:2] + (rec_mask.shape[1],))
+            h_used = self._buffer(backend, "h_used", shape + (rec_mask.shape[1],))
         else:
             h_used = buffers[0]
         return buffers, h_used
@@ -839,7 +840,6 @@ class LSTM(RNN):
         self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
     ):
         n_batch, n_steps, _ = x.shape
-        gates = self._buffer(backend, "gates", (n_batch, n_steps, 4 * self.units))
         h_final = backend.empty((n_batch, self.units), self.dtype)
         c_final = backend.empty((n_batch, self.units), self.dtype)
         if (
@@ -850,10 +850,16 @@ class LSTM(RNN):
             backend.lstm.lstm_infer(
                 x, kernel, recurrent, bias, mask, states[0], states[1],
                 self._activation_code, self._recurrent_code, self.go_backwards,
-                self.zero_output_for_mask, out, gates, h_final, c_final,
+                self.zero_output_for_mask, out, h_final, c_final,
             )  # fmt: skip
             return [h_final, c_final], None
-        (h_prev, c_prev, c_act), h_used = self._step_buffers(backend, x, 3, rec_mask, rec_dropout)
+        # the CPU kernels keep time-major caches (T, B, .), the CUDA ones (B, T, .)
+        time_major = backend.lstm.TIME_MAJOR
+        steps = (n_steps, n_batch) if time_major else (n_batch, n_steps)
+        gates = self._buffer(backend, "gates", steps + (4 * self.units,))
+        (h_prev, c_prev, c_act), h_used = self._step_buffers(
+            backend, x, 3, rec_mask, rec_dropout, time_major
+        )
         backend.lstm.lstm_forward(
             x, kernel, recurrent, bias, mask, states[0], states[1], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,

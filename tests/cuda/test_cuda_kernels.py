@@ -98,15 +98,38 @@ def _inputs(cell, dropout, dtype, seed):
     return inputs, width
 
 
-def _forward_buffers(cell, width, dtype, alias):
+# the caches (and the backward's gate-gradient work space) that a kernel
+# module keeps time-major, (T, B, .), when its TIME_MAJOR is set
+TIME_MAJOR_NAMES = ("gates", "h_prev", "h_used", "c_prev", "c_act", "d_gates")
+
+
+def _time_major(module):
+    return getattr(module, "TIME_MAJOR", False)
+
+
+def _as_batch_major(buffers, time_major):
+    """``buffers`` with every time-major array as a (B, T, .) copy (aliases kept)."""
+    if not time_major:
+        return buffers
+    out = {}
+    for name, array in buffers.items():
+        out[name] = array.transpose(1, 0, 2).copy() if name in TIME_MAJOR_NAMES else array
+    if "h_prev" in buffers and buffers["h_used"] is buffers["h_prev"]:
+        out["h_used"] = out["h_prev"]
+    return out
+
+
+def _forward_buffers(cell, width, dtype, alias, time_major=False):
     n_gates = GATES[cell]
     seq = (B, T, U)
     shapes = {"out": seq}
     if cell == "simple_rnn":
         shapes.update(states=seq, h_prev=seq, h_used=(B, T, width), h_final=(B, U))
     elif cell == "lstm":
-        shapes.update(gates=(B, T, n_gates * U), h_prev=seq, h_used=(B, T, width),
-                      c_prev=seq, c_act=seq, h_final=(B, U), c_final=(B, U))  # fmt: skip
+        steps = (T, B) if time_major else (B, T)
+        shapes.update(gates=steps + (n_gates * U,), h_prev=steps + (U,),
+                      h_used=steps + (width,), c_prev=steps + (U,), c_act=steps + (U,),
+                      h_final=(B, U), c_final=(B, U))  # fmt: skip
     else:
         extra = "rec_h" if cell == "gru" else "r_h"
         shapes.update(gates=(B, T, n_gates * U), h_prev=seq, h_used=(B, T, width))
@@ -135,12 +158,13 @@ def _run_forward(module, cell, inputs, buffers, codes, go_backwards, zero_output
     getattr(module, FORWARD[cell])(*head, *flags, *buffers.values())
 
 
-def _backward_buffers(cell, inputs, dtype):
+def _backward_buffers(cell, inputs, dtype, time_major=False):
     x, kernel, rk, bias = (inputs[k] for k in ("x", "kernel", "recurrent_kernel", "bias"))
     n_gates = GATES[cell]
     names = {"simple_rnn": ["d_pre"], "lstm": ["d_gates"], "gru": ["d_gates", "d_rec"],
              "gru_reset_before": ["d_gates"]}[cell]  # fmt: skip
-    buffers = {name: np.full((B, T, n_gates * U), np.nan, dtype=dtype) for name in names}
+    steps = (T, B) if time_major else (B, T)
+    buffers = {name: np.full(steps + (n_gates * U,), np.nan, dtype=dtype) for name in names}
     buffers.update(
         d_x=np.full(x.shape, np.nan, dtype=dtype),
         d_kernel=np.full(kernel.shape, np.nan, dtype=dtype),
@@ -196,18 +220,25 @@ def test_forward_and_backward_match_cpu(case, dtype, small_blocks):
     codes = _codes(activation, recurrent_activation)
     alias = dropout is None
 
-    expected = _forward_buffers(cell, width, dtype, alias)
+    cpu_time_major = _time_major(cpu)
+    assert not _time_major(gpu)
+    expected = _forward_buffers(cell, width, dtype, alias, cpu_time_major)
     _run_forward(cpu, cell, inputs, expected, codes, go_backwards, zero_out)
     actual = _forward_buffers(cell, width, dtype, alias)
     _run_forward(gpu, cell, inputs, actual, codes, go_backwards, zero_out)
-    _assert_all_close(expected, actual, dtype, f"{FORWARD[cell]}")
+    expected_batch_major = _as_batch_major(expected, cpu_time_major)
+    _assert_all_close(expected_batch_major, actual, dtype, f"{FORWARD[cell]}")
 
-    # the backward passes both read the CPU caches, so they see identical inputs
-    grads_cpu = _backward_buffers(cell, inputs, dtype)
+    # the backward passes both read the CPU caches (in each one's layout), so
+    # they see identical inputs
+    grads_cpu = _backward_buffers(cell, inputs, dtype, cpu_time_major)
     _run_backward(cpu, cell, inputs, expected, grads_cpu, codes, go_backwards, zero_out)
     grads_gpu = _backward_buffers(cell, inputs, dtype)
-    _run_backward(gpu, cell, inputs, expected, grads_gpu, codes, go_backwards, zero_out)
-    _assert_all_close(grads_cpu, grads_gpu, dtype, f"{BACKWARD[cell]}")
+    _run_backward(gpu, cell, inputs, expected_batch_major, grads_gpu, codes, go_backwards,
+                  zero_out)  # fmt: skip
+    _assert_all_close(
+        _as_batch_major(grads_cpu, cpu_time_major), grads_gpu, dtype, f"{BACKWARD[cell]}"
+    )
     # the fully masked row outputs zeros, keeps its initial state and passes the
     # final state's cotangent through unchanged
     assert not actual["out"][1].any()
@@ -229,17 +260,15 @@ def test_lstm_infer_matches_cpu(dtype, go_backwards, zero_out, small_blocks):
     for module in (cpu, gpu):
         written = {
             "out": np.full((B, T, U), np.nan, dtype=dtype),
-            "gates": np.full((B, T, 4 * U), np.nan, dtype=dtype),
             "h_final": np.full((B, U), np.nan, dtype=dtype),
             "c_final": np.full((B, U), np.nan, dtype=dtype),
         }
         module.lstm_infer(*head, *codes, go_backwards, zero_out, *written.values())
-        del written["gates"]  # work space
         results.append(written)
     _assert_all_close(results[0], results[1], dtype, "lstm_infer")
     np.testing.assert_array_equal(results[1]["h_final"][1], i["h0"][1])  # fully masked row
     with pytest.raises(ValueError, match="tanh/sigmoid cells only"):
-        gpu.lstm_infer(*head, *_codes("relu", "sigmoid"), False, False, *results[1].values(), None)
+        gpu.lstm_infer(*head, *_codes("relu", "sigmoid"), False, False, *results[1].values())
 
 
 def test_device_arrays_are_used_in_place(small_blocks):

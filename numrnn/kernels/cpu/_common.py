@@ -4,7 +4,8 @@ Conventions of every recurrent kernel in this package:
 
 - Arrays are C-contiguous and share one float dtype per call.
 - ``x`` is ``(B, T, F)`` in *input* order; per-step caches are ``(B, T, .)``
-  indexed by input time ``t``; the output sequence ``out`` is ``(B, T, U)`` in
+  indexed by input time ``t``, except the LSTM's, which are time-major
+  ``(T, B, .)`` (see ``lstm``); the output sequence ``out`` is ``(B, T, U)`` in
   *processing* order (reversed when ``go_backwards``), as Keras returns it.
 - ``mask`` is bool ``(B, T)`` in input order (all True when there is none).
   A masked step holds the states; its output repeats the previous output
@@ -13,7 +14,8 @@ Conventions of every recurrent kernel in this package:
   (Keras recurrent dropout); it is all ones when dropout is off.
 - Forward kernels write caches that the matching backward kernel reads; the
   input projection for all steps and the weight gradients are single GEMMs
-  outside the time loop.
+  outside the time loop (the LSTM's, over time-major caches, when a call
+  covers the whole batch; a row block does them step by step).
 
 How the kernels are made fast (the docs' performance page has the numbers):
 
@@ -257,6 +259,17 @@ def is_plain_mask(rec_mask, n_units):
     return True
 
 
+@njit(inline="always", **JIT)
+def _stash_row(src, m, dst, used, dropped):
+    # one sample of stash_states / stash_rows
+    n_units = src.shape[0]
+    for u in range(n_units):
+        dst[u] = src[u]
+    if dropped:
+        for j in range(used.shape[0]):
+            used[j] = src[j % n_units] * m[j]
+
+
 @njit(**JIT)
 def stash_states(h, rec_mask, h_prev, h_used, t, dropped):
     """Cache ``h_{t-1}`` raw in ``h_prev[:, t]``; when ``dropped`` (``h_used`` is
@@ -267,17 +280,16 @@ def stash_states(h, rec_mask, h_prev, h_used, t, dropped):
     mask for all gates, ``k = G`` one per gate (then the recurrent kernel is
     block-diagonal, ``(G*U, G*U)``).
     """
-    n_batch, n_units = h.shape
-    for b in range(n_batch):
-        src = h[b]
-        dst = h_prev[b, t]
-        for u in range(n_units):
-            dst[u] = src[u]
-        if dropped:
-            used = h_used[b, t]
-            m = rec_mask[b]
-            for j in range(used.shape[0]):
-                used[j] = src[j % n_units] * m[j]
+    for b in range(h.shape[0]):
+        _stash_row(h[b], rec_mask[b], h_prev[b, t], h_used[b, t], dropped)
+
+
+@njit(**JIT)
+def stash_rows(h, rec_mask, h_prev_t, h_used_t, dropped):
+    """:func:`stash_states` for time-major caches: ``h_prev_t`` and
+    ``h_used_t`` are the ``(B, .)`` rows of one step."""
+    for b in range(h.shape[0]):
+        _stash_row(h[b], rec_mask[b], h_prev_t[b], h_used_t[b], dropped)
 
 
 @njit(**JIT)
@@ -350,6 +362,42 @@ def weight_grads(x, kernel, h_used, d_pre, d_rec_pre, d_x, d_kernel, d_recurrent
     gemm(d_flat, False, kernel, True, flat(d_x), False)
     gemm(flat(x), True, d_flat, False, d_kernel, False)
     gemm(flat(h_used), True, flat(d_rec_pre), False, d_recurrent_kernel, False)
+
+
+@njit(**JIT)
+def time_major_copy(x):
+    """``x`` (B, T, F) as a new time-major (T, B, F) array."""
+    n_batch, n_steps, n_features = x.shape
+    out = np.empty((n_steps, n_batch, n_features), dtype=x.dtype)
+    for b in range(n_batch):
+        for t in range(n_steps):
+            copy_into(out[t, b], x[b, t])
+    return out
+
+
+@njit(**JIT)
+def whole_sequence_weight_grads(x_tm, h_used, d_pre, d_kernel, d_recurrent_kernel, d_bias):
+    """The batch sums of time-major arrays over every step, one GEMM each:
+    ``d_kernel = x_tm.T @ d_pre``, ``d_recurrent_kernel = h_used.T @ d_pre``
+    and ``d_bias = d_pre.sum((0, 1))`` (``x_tm`` from :func:`time_major_copy`)."""
+    d_flat = flat(d_pre)
+    gemm(flat(x_tm), True, d_flat, False, d_kernel, False)
+    gemm(flat(h_used), True, d_flat, False, d_recurrent_kernel, False)
+    column_sums(d_pre, d_bias)
+
+
+@njit(**JIT)
+def step_weight_grads(x_t, kernel, h_used_t, d_pre_t, d_x_t, d_kernel, d_recurrent_kernel, d_bias):
+    """One step's share of the gradients that span the batch (time-major
+    caches): ``d_x_t = d_pre_t @ kernel.T``, and ``d_kernel += x_t.T @ d_pre_t``,
+    ``d_recurrent_kernel += h_used_t.T @ d_pre_t``, ``d_bias += d_pre_t.sum(0)``."""
+    gemm(d_pre_t, False, kernel, True, d_x_t, False)
+    gemm(x_t, True, d_pre_t, False, d_kernel, True)
+    gemm(h_used_t, True, d_pre_t, False, d_recurrent_kernel, True)
+    for b in range(d_pre_t.shape[0]):
+        row = d_pre_t[b]
+        for j in range(row.shape[0]):
+            d_bias[j] += row[j]
 
 
 @njit(**JIT_FMA)

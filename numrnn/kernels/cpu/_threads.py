@@ -79,7 +79,7 @@ def n_blocks(n_batch, work, width):
     return max(1, min(_thread_budget(), n_batch // MIN_ROWS))
 
 
-def call_in_blocks(kernel, args, sliced, summed, cache):
+def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None):
     """``kernel(*args)``, split over row blocks of the batch when it pays.
 
     Parameters
@@ -94,23 +94,32 @@ def call_in_blocks(kernel, args, sliced, summed, cache):
         Positions of the arrays the kernel writes as sums over the batch
         (weight gradients): each block but the first writes private ones,
         added in at the end.
-    cache : ndarray
-        A ``(B, T, G*U)`` array of the call (its gate cache), whose size
-        decides whether to split.
+    cache : ndarray or tuple of int
+        The gate cache of the call, ``(B, T, G*U)`` or ``(T, B, G*U)``, or its
+        shape: its size and last axis decide whether to split.
+    bounds : pair of int, optional
+        Positions of two integer arguments, the first and the stop row of the
+        batch that the call computes (``0`` and ``B`` in ``args``). Each block
+        gets its own; the kernel uses them to take its rows of time-major
+        arrays (``(T, B, .)``, passed whole: their rows of one block are not
+        one contiguous slice).
     """
     n_batch = args[sliced[0]].shape[0]
-    blocks = n_blocks(n_batch, cache.size, cache.shape[-1])
+    shape = tuple(getattr(cache, "shape", cache))
+    blocks = n_blocks(n_batch, int(np.prod(shape)), shape[-1])
     if blocks == 1 or not _LOCK.acquire(blocking=False):
         kernel(*args)
         return
     try:
-        bounds = [n_batch * k // blocks for k in range(blocks + 1)]
+        rows = [n_batch * k // blocks for k in range(blocks + 1)]
         calls = []
         privates = []
         for k in range(blocks):
             block = list(args)
             for i in sliced:
-                block[i] = args[i][bounds[k] : bounds[k + 1]]
+                block[i] = args[i][rows[k] : rows[k + 1]]
+            if bounds is not None:
+                block[bounds[0]], block[bounds[1]] = rows[k], rows[k + 1]
             if k > 0:
                 private = {i: np.empty_like(args[i]) for i in summed}
                 for i, array in private.items():

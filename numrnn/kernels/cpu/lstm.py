@@ -1,7 +1,10 @@
 """LSTM forward and backward-through-time kernels (Keras gate order i, f, c, o),
 and a forward kernel for outputs only (``lstm_infer``: no caches).
 
-See ``_common`` for the array conventions shared by every recurrent kernel.
+See ``_common`` for the array conventions shared by every recurrent kernel,
+except one: the LSTM's caches are *time-major*, ``(T, B, .)`` (input time
+order), so that each step reads and writes one contiguous block. The CUDA
+twins keep ``(B, T, .)`` (:data:`TIME_MAJOR` tells the layers which).
 """
 
 import numpy as np
@@ -16,24 +19,29 @@ from numrnn.kernels.cpu._common import (
     act,
     activation_grad,
     all_finite,
-    column_sums,
     copy_into,
     emit_output,
     fill,
+    flat,
     gemm,
     is_plain_mask,
     one_like,
     output_cotangent,
-    project_inputs,
     recurrent_state_grad,
     row_product,
     same_buffer,
     sigmoid_t,
-    stash_states,
+    stash_rows,
     step_index,
+    step_weight_grads,
     tanh_t,
-    weight_grads,
+    time_major_copy,
+    whole_sequence_weight_grads,
 )
+
+#: the caches (``gates``, ``h_prev``, ``h_used``, ``c_prev``, ``c_act`` and
+#: the backward's ``d_gates``) are ``(T, B, .)``
+TIME_MAJOR = True
 
 
 @njit(**JIT)
@@ -70,15 +78,16 @@ def _gate_blocks(row, n_units):
 
 @njit(**JIT_FMA)
 def _cells_forward_fast(
-    gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c, zero_output_for_mask
+    gates_t, t, s, bias, mask, h, c, c_prev_t, c_act_t, out, scratch_h, scratch_c,
+    zero_output_for_mask,
 ):  # fmt: skip
     # tanh/sigmoid cells of step t for the whole batch, in one loop per sample
     # (no calls: at small U the per-call cost would exceed the arithmetic).
-    # gates[:, t] holds x W + h R on entry and the activated gates on exit.
+    # gates_t (B, 4U) holds x W + h R on entry and the activated gates on exit.
     n_units = h.shape[1]
     bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
     for b in range(h.shape[0]):
-        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates_t[b], n_units)
         keep = mask[b, t]
         if keep:
             c_row = c[b]
@@ -88,8 +97,8 @@ def _cells_forward_fast(
             copy_into(scratch_c, c[b])
             c_row = scratch_c
             h_row = scratch_h
-        cp = c_prev[b, t]
-        ca = c_act[b, t]
+        cp = c_prev_t[b]
+        ca = c_act_t[b]
         for u in range(n_units):
             i = sigmoid_t(gate_i[u] + bias_i[u])
             f = sigmoid_t(gate_f[u] + bias_f[u])
@@ -114,7 +123,7 @@ def _cells_forward_fast(
 
 @njit(**JIT)
 def _cells_forward_generic(
-    gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
+    gates_t, t, s, bias, mask, h, c, c_prev_t, c_act_t, out, scratch_h, scratch_c,
     activation, recurrent_activation, zero_output_for_mask,
 ):  # fmt: skip
     for b in range(h.shape[0]):
@@ -127,69 +136,102 @@ def _cells_forward_generic(
             c_row = scratch_c
             h_row = scratch_h
         _cell_generic(
-            gates[b, t], bias, c_row, c_prev[b, t], c_act[b, t], h_row,
+            gates_t[b], bias, c_row, c_prev_t[b], c_act_t[b], h_row,
             activation, recurrent_activation,
         )  # fmt: skip
         emit_output(out, s, b, h_row, keep, zero_output_for_mask)
 
 
 @njit(**JIT)
+def _whole_batch(gates, r0, r1):
+    # a call over every row of the time-major caches, whose steps' rows then
+    # follow each other: products over all steps can be single GEMMs
+    return r0 == 0 and r1 == gates.shape[1]
+
+
+@njit(inline="always", **JIT)
+def _step_products(x, kernel, h_used_t, recurrent_kernel, t, gates_t, projected):
+    # gates_t = x[:, t] W + h_used_t R: the input product of the step (unless
+    # done for all steps), then the recurrent one added in place
+    if not projected:
+        gemm(x[:, t], False, kernel, False, gates_t, False)
+    gemm(h_used_t, False, recurrent_kernel, False, gates_t, True)
+
+
+@njit(**JIT)
+def _project_whole(x, kernel, gates, r0, r1):
+    # the input product of every step in one GEMM when the call covers the
+    # whole batch; else (a row block) the time loop does it step by step
+    if not _whole_batch(gates, r0, r1):
+        return False
+    gemm(flat(time_major_copy(x)), False, kernel, False, flat(gates), False)
+    return True
+
+
+@njit(**JIT)
 def _forward_fast(
     x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
-    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
+    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask, r0, r1,
 ):  # fmt: skip
-    # tanh/sigmoid: the input projection, then the time loop
-    project_inputs(x, kernel, gates)
-    n_steps = gates.shape[1]
+    # tanh/sigmoid: the time loop over rows r0:r1 of the time-major caches
+    n_steps = x.shape[1]
     n_units = h0.shape[1]
     h = h_final
     c = c_final
     copy_into(h, h0)
     copy_into(c, c0)
     dropped = not same_buffer(h_used, h_prev)
-    scratch_h = np.empty(n_units, dtype=gates.dtype)
-    scratch_c = np.empty(n_units, dtype=gates.dtype)
+    scratch_h = np.empty(n_units, dtype=x.dtype)
+    scratch_c = np.empty(n_units, dtype=x.dtype)
+    projected = _project_whole(x, kernel, gates, r0, r1)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
-        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        gates_t = gates[t, r0:r1]
+        h_used_t = h_used[t, r0:r1]
+        stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
+        _step_products(x, kernel, h_used_t, recurrent_kernel, t, gates_t, projected)
         _cells_forward_fast(
-            gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
-            zero_output_for_mask,
+            gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
+            scratch_h, scratch_c, zero_output_for_mask,
         )  # fmt: skip
 
 
 @njit(**JIT)
 def _forward_generic(
     x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
-    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask,
+    h_final, c_final, recurrent_kernel, bias, go_backwards, zero_output_for_mask, r0, r1,
     activation, recurrent_activation,
 ):  # fmt: skip
-    # any activations: the input projection, then the time loop
-    project_inputs(x, kernel, gates)
-    n_steps = gates.shape[1]
+    # any activations: the time loop over rows r0:r1 of the time-major caches
+    n_steps = x.shape[1]
     n_units = h0.shape[1]
     h = h_final
     c = c_final
     copy_into(h, h0)
     copy_into(c, c0)
     dropped = not same_buffer(h_used, h_prev)
-    scratch_h = np.empty(n_units, dtype=gates.dtype)
-    scratch_c = np.empty(n_units, dtype=gates.dtype)
+    scratch_h = np.empty(n_units, dtype=x.dtype)
+    scratch_c = np.empty(n_units, dtype=x.dtype)
+    projected = _project_whole(x, kernel, gates, r0, r1)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
-        stash_states(h, rec_mask, h_prev, h_used, t, dropped)
-        gemm(h_used[:, t], False, recurrent_kernel, False, gates[:, t], True)
+        gates_t = gates[t, r0:r1]
+        h_used_t = h_used[t, r0:r1]
+        stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
+        _step_products(x, kernel, h_used_t, recurrent_kernel, t, gates_t, projected)
         _cells_forward_generic(
-            gates, t, s, bias, mask, h, c, c_prev, c_act, out, scratch_h, scratch_c,
-            activation, recurrent_activation, zero_output_for_mask,
+            gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
+            scratch_h, scratch_c, activation, recurrent_activation, zero_output_for_mask,
         )  # fmt: skip
 
 
-# argument positions of the compiled kernels: batch-major arrays (split into
-# row blocks by _threads) and batch sums (weight gradients)
-_FORWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
-_BACKWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 17)
+# argument positions of the compiled kernels: batch-major
+# arrays (split into row blocks by _threads), the time-major caches' row
+# bounds, and batch sums (weight gradients)
+_FORWARD_ROWS = (0, 3, 4, 5, 6, 7, 12, 13)
+_FORWARD_BOUNDS = (18, 19)
+_BACKWARD_ROWS = (0, 6, 7, 8, 9, 10, 12, 16, 17)
+_BACKWARD_BOUNDS = (21, 22)
 _BACKWARD_SUMS = (13, 14, 15)
 
 
@@ -205,28 +247,33 @@ def lstm_forward(
     """LSTM over a whole sequence.
 
     Writes ``out`` (B, T, U) in processing order, the final states
-    ``h_final``/``c_final`` (B, U), and the caches ``gates`` (B, T, 4U)
-    activated gates, ``h_prev``/``h_used`` (B, T, U) the state entering each
-    step raw and after recurrent dropout, ``c_prev`` and ``c_act`` (B, T, U)
-    the carry entering each step and ``activation(c_t)``.
+    ``h_final``/``c_final`` (B, U), and the time-major caches ``gates``
+    (T, B, 4U) activated gates, ``h_prev``/``h_used`` (T, B, U) the state
+    entering each step raw and after recurrent dropout (``h_used`` is
+    (T, B, W)), ``c_prev`` and ``c_act`` (T, B, U) the carry entering each
+    step and ``activation(c_t)``.
 
-    The input projection is one GEMM before the time loop. tanh/sigmoid
-    cells (the default) run a vectorised loop compiled on its own; other
-    activations a generic one.
+    Each step's input and recurrent products are GEMMs into the step's
+    contiguous ``gates[t]``. tanh/sigmoid cells (the default) run a
+    vectorised loop compiled on its own; other activations a generic one.
     """
+    n_batch = x.shape[0]
     args = (
         x, kernel, gates, mask, h0, c0, rec_mask, out, h_prev, h_used, c_prev, c_act,
         h_final, c_final, recurrent_kernel, bias, bool(go_backwards), bool(zero_output_for_mask),
+        0, n_batch,
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
         kernel_, extra = _forward_fast, ()
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
-    _threads.call_in_blocks(kernel_, args + extra, _FORWARD_ROWS, (), gates)
+    _threads.call_in_blocks(
+        kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS
+    )
 
 
 @njit(**JIT_FMA)
-def _cells_infer_fast(gates, t, s, bias, mask, h, c, out, zero_output_for_mask):
+def _cells_infer_fast(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask):
     # tanh/sigmoid cells of step t with no caches: a kept sample updates its
     # states and output in one loop; a masked one holds them (nothing to compute)
     n_units = h.shape[1]
@@ -235,7 +282,7 @@ def _cells_infer_fast(gates, t, s, bias, mask, h, c, out, zero_output_for_mask):
         if not mask[b, t]:
             emit_output(out, s, b, h[b], False, zero_output_for_mask)
             continue
-        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates_t[b], n_units)
         c_row = c[b]
         h_row = out[b, s]
         for u in range(n_units):
@@ -251,46 +298,51 @@ def _cells_infer_fast(gates, t, s, bias, mask, h, c, out, zero_output_for_mask):
 
 @njit(**JIT)
 def _infer_fast(
-    x, kernel, gates, mask, h0, c0, out, h_final, c_final, recurrent_kernel, bias,
+    x, kernel, mask, h0, c0, out, h_final, c_final, recurrent_kernel, bias,
     go_backwards, zero_output_for_mask,
 ):  # fmt: skip
-    # tanh/sigmoid, outputs only: the recurrent product reads the state itself
-    project_inputs(x, kernel, gates)
-    n_steps = gates.shape[1]
+    # tanh/sigmoid, outputs only: one step's gates (B, 4U) as work space, and
+    # the recurrent product reads the state itself
+    n_steps = x.shape[1]
+    gates_t = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
     copy_into(h_final, h0)
     copy_into(c_final, c0)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
-        gemm(h_final, False, recurrent_kernel, False, gates[:, t], True)
-        _cells_infer_fast(gates, t, s, bias, mask, h_final, c_final, out, zero_output_for_mask)
+        _step_products(x, kernel, h_final, recurrent_kernel, t, gates_t, False)
+        _cells_infer_fast(gates_t, t, s, bias, mask, h_final, c_final, out, zero_output_for_mask)
 
 
-_INFER_ROWS = (0, 2, 3, 4, 5, 6, 7, 8)
+_INFER_ROWS = (0, 2, 3, 4, 5, 6, 7)
 
 
 def lstm_infer(
     x, kernel, recurrent_kernel, bias, mask, h0, c0,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_final, c_final,
+    out, h_final, c_final,
 ):  # fmt: skip
     """LSTM over a whole sequence for outputs only (no backward pass follows).
 
     Same results as :func:`lstm_forward` without recurrent dropout, but no
-    caches: ``gates`` (B, T, 4U) is work space, and nothing else is written
-    besides ``out``, ``h_final`` and ``c_final``. Measured 1.05-1.46x faster
-    than :func:`lstm_forward` (one thread; the most at small ``U``, where
-    the caches' memory traffic weighs most). tanh/sigmoid cells only: other
-    activations raise ``ValueError`` (call :func:`lstm_forward`).
+    caches: nothing besides ``out``, ``h_final`` and ``c_final`` is written,
+    and the only work space is one step's gates. Faster than
+    :func:`lstm_forward` (most at small ``U``, where the caches' memory
+    traffic weighs most; the docs' performance page has the numbers).
+    tanh/sigmoid cells only: other activations raise ``ValueError`` (call
+    :func:`lstm_forward`).
     """
     if not _fast(activation, recurrent_activation):
         raise ValueError(
             "lstm_infer runs tanh/sigmoid cells only; use lstm_forward for other activations"
         )
     args = (
-        x, kernel, gates, mask, h0, c0, out, h_final, c_final, recurrent_kernel, bias,
+        x, kernel, mask, h0, c0, out, h_final, c_final, recurrent_kernel, bias,
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
-    _threads.call_in_blocks(_infer_fast, args, _INFER_ROWS, (), gates)
+    n_batch, n_steps = x.shape[0], x.shape[1]
+    _threads.call_in_blocks(
+        _infer_fast, args, _INFER_ROWS, (), (n_batch, n_steps, recurrent_kernel.shape[1])
+    )
 
 
 @njit(**JIT_FMA)
@@ -323,7 +375,7 @@ def _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_tota
 
 
 @njit(**JIT_FMA)
-def _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gates, t, s):
+def _cells_backward_fast(d_out, carry, dh, dc, gates_t, c_prev_t, c_act_t, mask, d_gates_t, t, s):
     # tanh/sigmoid cells of step t, whole batch, kept samples in one loop each
     n_units = dh.shape[1]
     one = one_like(dh)
@@ -334,10 +386,10 @@ def _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gat
         c_row = carry[b]
         dh_row = dh[b]
         dc_row = dc[b]
-        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates[b, t], n_units)
-        d_i, d_f, d_g, d_o = _gate_blocks(d_gates[b, t], n_units)
-        cp = c_prev[b, t]
-        ca = c_act[b, t]
+        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates_t[b], n_units)
+        d_i, d_f, d_g, d_o = _gate_blocks(d_gates_t[b], n_units)
+        cp = c_prev_t[b]
+        ca = c_act_t[b]
         for u in range(n_units):
             total = d_row[u] + c_row[u] + dh_row[u]
             c_row[u] = 0.0
@@ -356,70 +408,117 @@ def _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gat
 
 
 @njit(**JIT)
-def _masked_backward(d_out, carry, mask, d_gates, t, s, zero_output_for_mask, dh_total):
+def _masked_backward(d_out, carry, mask, d_gates_t, t, s, zero_output_for_mask, dh_total):
     # masked samples of step t: no cell gradient; their output cotangent is carried
     for b in range(mask.shape[0]):
         if not mask[b, t]:
             output_cotangent(d_out, carry, s, b, False, zero_output_for_mask, dh_total)
-            fill(d_gates[b, t], 0.0)
+            fill(d_gates_t[b], 0.0)
+
+
+@njit(inline="always", **JIT)
+def _step_grads(whole, x, kernel, h_used_t, d_gates_t, d_x, t, d_kernel, d_recurrent_kernel,
+                d_bias):  # fmt: skip
+    # the input gradient of step t, and (for a row block) the step's share of
+    # the weight gradients; a whole-batch call sums those after the loop
+    if whole:
+        gemm(d_gates_t, False, kernel, True, d_x[:, t], False)
+    else:
+        step_weight_grads(
+            x[:, t], kernel, h_used_t, d_gates_t, d_x[:, t], d_kernel, d_recurrent_kernel, d_bias
+        )
+
+
+@njit(**JIT)
+def _backward_setup(d_h_final, d_c_final, d_h0, d_c0, rec_mask, d_kernel, d_recurrent_kernel,
+                    d_bias):  # fmt: skip
+    # initial cotangents into d_h0/d_c0 (the running ones), cleared batch
+    # sums, and the buffers of the time loop
+    copy_into(d_h0, d_h_final)
+    copy_into(d_c0, d_c_final)
+    d_kernel[:] = 0.0
+    d_recurrent_kernel[:] = 0.0
+    fill(d_bias, 0.0)
+    n_batch, n_units = d_h0.shape
+    plain = is_plain_mask(rec_mask, n_units)
+    carry = np.zeros((n_batch, n_units), dtype=d_h0.dtype)
+    dh_total = np.empty(n_units, dtype=d_h0.dtype)
+    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=d_h0.dtype)
+    return plain, carry, dh_total, dh_rec
 
 
 @njit(**JIT)
 def _backward_fast(
     x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
     d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
-    recurrent_kernel, go_backwards, zero_output_for_mask,
+    recurrent_kernel, go_backwards, zero_output_for_mask, r0, r1,
 ):  # fmt: skip
-    n_batch, n_steps, _ = gates.shape
-    n_units = d_h0.shape[1]
+    n_steps = x.shape[1]
     dh = d_h0
     dc = d_c0
-    copy_into(dh, d_h_final)
-    copy_into(dc, d_c_final)
-    plain = is_plain_mask(rec_mask, n_units)
-    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
-    dh_total = np.empty(n_units, dtype=gates.dtype)
-    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    plain, carry, dh_total, dh_rec = _backward_setup(
+        d_h_final, d_c_final, d_h0, d_c0, rec_mask, d_kernel, d_recurrent_kernel, d_bias
+    )
+    whole = _whole_batch(gates, r0, r1)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
-        _cells_backward_fast(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gates, t, s)
-        _masked_backward(d_out, carry, mask, d_gates, t, s, zero_output_for_mask, dh_total)
-        recurrent_state_grad(d_gates[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
-    weight_grads(x, kernel, h_used, d_gates, d_gates, d_x, d_kernel, d_recurrent_kernel)
-    column_sums(d_gates, d_bias)
+        d_gates_t = d_gates[t, r0:r1]
+        _cells_backward_fast(
+            d_out, carry, dh, dc, gates[t, r0:r1], c_prev[t, r0:r1], c_act[t, r0:r1], mask,
+            d_gates_t, t, s,
+        )  # fmt: skip
+        _masked_backward(d_out, carry, mask, d_gates_t, t, s, zero_output_for_mask, dh_total)
+        recurrent_state_grad(d_gates_t, recurrent_kernel, rec_mask, plain, dh, dh_rec)
+        _step_grads(
+            whole, x, kernel, h_used[t, r0:r1], d_gates_t, d_x, t, d_kernel,
+            d_recurrent_kernel, d_bias,
+        )  # fmt: skip
+    if whole:
+        whole_sequence_weight_grads(
+            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
+        )
 
 
 @njit(**JIT)
 def _backward_generic(
     x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
     d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
-    recurrent_kernel, go_backwards, zero_output_for_mask, activation, recurrent_activation,
+    recurrent_kernel, go_backwards, zero_output_for_mask, r0, r1,
+    activation, recurrent_activation,
 ):  # fmt: skip
-    n_batch, n_steps, _ = gates.shape
-    n_units = d_h0.shape[1]
+    n_batch = d_h0.shape[0]
+    n_steps = x.shape[1]
     dh = d_h0
     dc = d_c0
-    copy_into(dh, d_h_final)
-    copy_into(dc, d_c_final)
-    plain = is_plain_mask(rec_mask, n_units)
-    carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
-    dh_total = np.empty(n_units, dtype=gates.dtype)
-    dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    plain, carry, dh_total, dh_rec = _backward_setup(
+        d_h_final, d_c_final, d_h0, d_c0, rec_mask, d_kernel, d_recurrent_kernel, d_bias
+    )
+    whole = _whole_batch(gates, r0, r1)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
+        gates_t = gates[t, r0:r1]
+        c_prev_t = c_prev[t, r0:r1]
+        c_act_t = c_act[t, r0:r1]
+        d_gates_t = d_gates[t, r0:r1]
         for b in range(n_batch):
             keep = mask[b, t]
             _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_total)
             if keep:
                 _cell_backward_generic(
-                    dh_total, dc[b], gates[b, t], c_prev[b, t], c_act[b, t],
-                    activation, recurrent_activation, d_gates[b, t],
+                    dh_total, dc[b], gates_t[b], c_prev_t[b], c_act_t[b],
+                    activation, recurrent_activation, d_gates_t[b],
                 )  # fmt: skip
             else:
-                fill(d_gates[b, t], 0.0)
-        recurrent_state_grad(d_gates[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
-    weight_grads(x, kernel, h_used, d_gates, d_gates, d_x, d_kernel, d_recurrent_kernel)
-    column_sums(d_gates, d_bias)
+                fill(d_gates_t[b], 0.0)
+        recurrent_state_grad(d_gates_t, recurrent_kernel, rec_mask, plain, dh, dh_rec)
+        _step_grads(
+            whole, x, kernel, h_used[t, r0:r1], d_gates_t, d_x, t, d_kernel,
+            d_recurrent_kernel, d_bias,
+        )  # fmt: skip
+    if whole:
+        whole_sequence_weight_grads(
+            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
+        )
 
 
 def lstm_backward(
@@ -432,24 +531,25 @@ def lstm_backward(
     """Backpropagation through time for :func:`lstm_forward`.
 
     ``d_out`` (B, T, U, processing order), ``d_h_final`` and ``d_c_final`` are
-    the cotangents of the outputs. Writes ``d_x``, the weight gradients and
-    the initial-state gradients ``d_h0``/``d_c0``; ``d_gates`` (B, T, 4U) is
-    work space holding the pre-activation gradients. The weight gradients
-    are one GEMM each after the time loop.
+    the cotangents of the outputs; ``gates``, ``h_used``, ``c_prev`` and
+    ``c_act`` are the forward's time-major caches. Writes ``d_x`` (a
+    zero-width ``(B, T, 0)`` array skips that product), the weight gradients
+    and the initial-state gradients ``d_h0``/``d_c0``; ``d_gates`` (T, B, 4U)
+    is work space holding the pre-activation gradients. Each step adds its
+    share of the weight gradients while its rows are in cache.
     """
     args = (
         x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
         d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
-        recurrent_kernel, bool(go_backwards), bool(zero_output_for_mask),
+        recurrent_kernel, bool(go_backwards), bool(zero_output_for_mask), 0, x.shape[0],
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
         kernel_, extra = _backward_fast, ()
     else:
         kernel_, extra = _backward_generic, (int(activation), int(recurrent_activation))
     _threads.call_in_blocks(
-        kernel_, args + extra, _BACKWARD_ROWS, _BACKWARD_SUMS,
-        gates,
-    )  # fmt: skip
+        kernel_, args + extra, _BACKWARD_ROWS, _BACKWARD_SUMS, gates, bounds=_BACKWARD_BOUNDS
+    )
 
 
 @njit(**JIT)

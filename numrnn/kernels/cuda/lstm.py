@@ -36,6 +36,8 @@ from numrnn.kernels.cuda._common import (
 )
 
 _N_GATES = 4
+#: the caches are (B, T, .); the CPU twins' are time-major (T, B, .)
+TIME_MAJOR = False
 
 
 @kernel("i", "i", "i", "F3", "F2", "F1", "M2", "F2", "i", "i", "?",
@@ -171,11 +173,11 @@ def lstm_forward(
 def lstm_infer(
     x, kernel, recurrent_kernel, bias, mask, h0, c0,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_final, c_final,
+    out, h_final, c_final,
 ):  # fmt: skip
     """LSTM for outputs only on the GPU; twin of ``cpu.lstm.lstm_infer``.
 
-    Runs :func:`lstm_forward` with its caches in scratch device arrays
+    Runs :func:`lstm_forward` with its gates and caches in scratch device arrays
     (no recurrent dropout): a separate kernel would save the cache writes,
     which on the CPU are a large part of a step but not on a GPU. Same
     arguments, results and errors as the CPU twin; the layers call it on the
@@ -195,6 +197,7 @@ def lstm_infer(
     dtype = np.dtype(out.dtype)
     rec_mask = np.ones((out.shape[0], out.shape[2]), dtype=dtype)
     h_prev, c_prev, c_act = (cuda.device_array(out.shape, dtype=dtype) for _ in range(3))
+    gates = cuda.device_array(out.shape[:2] + (_N_GATES * out.shape[2],), dtype=dtype)
     lstm_forward(
         x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
         activation, recurrent_activation, go_backwards, zero_output_for_mask,
