@@ -267,9 +267,7 @@ def lstm_forward(
         kernel_, extra = _forward_fast, ()
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
-    _threads.call_in_blocks(
-        kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS
-    )
+    _threads.call_in_blocks(kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS)
 
 
 @njit(**JIT_FMA)
