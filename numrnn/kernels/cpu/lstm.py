@@ -415,15 +415,27 @@ def _masked_backward(d_out, carry, mask, d_gates_t, t, s, zero_output_for_mask, 
 
 
 @njit(inline="always", **JIT)
-def _step_grads(whole, x, kernel, h_used_t, d_gates_t, d_x, t, d_kernel, d_recurrent_kernel,
-                d_bias):  # fmt: skip
-    # the input gradient of step t, and (for a row block) the step's share of
-    # the weight gradients; a whole-batch call sums those after the loop
+def _step_grads(
+    whole, x, kernel, recurrent_kernel, rec_mask, plain, h_used_t, d_gates_t, d_x, t, dh, dh_rec,
+    d_kernel, d_recurrent_kernel, d_bias,
+):  # fmt: skip
+    # after step t's cells: the state gradient for step t-1, the input
+    # gradient of step t and (for a row block) the step's share of the weight
+    # gradients; a whole-batch call sums those after the loop (_sequence_grads)
+    recurrent_state_grad(d_gates_t, recurrent_kernel, rec_mask, plain, dh, dh_rec)
     if whole:
         gemm(d_gates_t, False, kernel, True, d_x[:, t], False)
     else:
         step_weight_grads(
             x[:, t], kernel, h_used_t, d_gates_t, d_x[:, t], d_kernel, d_recurrent_kernel, d_bias
+        )
+
+
+@njit(inline="always", **JIT)
+def _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias):
+    if whole:
+        whole_sequence_weight_grads(
+            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
         )
 
 
@@ -466,15 +478,11 @@ def _backward_fast(
             d_gates_t, t, s,
         )  # fmt: skip
         _masked_backward(d_out, carry, mask, d_gates_t, t, s, zero_output_for_mask, dh_total)
-        recurrent_state_grad(d_gates_t, recurrent_kernel, rec_mask, plain, dh, dh_rec)
         _step_grads(
-            whole, x, kernel, h_used[t, r0:r1], d_gates_t, d_x, t, d_kernel,
-            d_recurrent_kernel, d_bias,
+            whole, x, kernel, recurrent_kernel, rec_mask, plain, h_used[t, r0:r1], d_gates_t, d_x,
+            t, dh, dh_rec, d_kernel, d_recurrent_kernel, d_bias,
         )  # fmt: skip
-    if whole:
-        whole_sequence_weight_grads(
-            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
-        )
+    _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
 
 
 @njit(**JIT)
@@ -508,15 +516,11 @@ def _backward_generic(
                 )  # fmt: skip
             else:
                 fill(d_gates_t[b], 0.0)
-        recurrent_state_grad(d_gates_t, recurrent_kernel, rec_mask, plain, dh, dh_rec)
         _step_grads(
-            whole, x, kernel, h_used[t, r0:r1], d_gates_t, d_x, t, d_kernel,
-            d_recurrent_kernel, d_bias,
+            whole, x, kernel, recurrent_kernel, rec_mask, plain, h_used[t, r0:r1], d_gates_t, d_x,
+            t, dh, dh_rec, d_kernel, d_recurrent_kernel, d_bias,
         )  # fmt: skip
-    if whole:
-        whole_sequence_weight_grads(
-            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
-        )
+    _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
 
 
 def lstm_backward(
