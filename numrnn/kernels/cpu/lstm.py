@@ -77,13 +77,14 @@ def _gate_blocks(row, n_units):
 
 
 @njit(inline="always", **JIT_FMA)
-def _cell_fast(gates, bias, c_old, c_new, c_prev, c_act, h_new):
+def _cell_fast(gates, biases, c_old, c_new, c_prev, c_act, h_new):
     # one sample's tanh/sigmoid cell: gates (4U) holds x W + h R on entry and
-    # the activated gates on exit; reads the carry from c_old, writes it to
-    # c_new (the same row for a kept step) and the new state to h_new
+    # the activated gates on exit; biases are the bias's four blocks; reads
+    # the carry from c_old, writes it to c_new (the same row for a kept step)
+    # and the new state to h_new
     n_units = c_new.shape[0]
     gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates, n_units)
-    bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
+    bias_i, bias_f, bias_c, bias_o = biases
     for u in range(n_units):
         i = sigmoid_t(gate_i[u] + bias_i[u])
         f = sigmoid_t(gate_f[u] + bias_f[u])
@@ -111,14 +112,15 @@ def _cells_forward_fast(
     # (no calls: at small U the per-call cost would exceed the arithmetic).
     # The kept and masked cases are separate inlined loops: one loop choosing
     # between state rows and scratch rows measured 2x slower per sample.
+    biases = _gate_blocks(bias, h.shape[1])
     for b in range(h.shape[0]):
         if mask[b, t]:
             h_row = out[b, s]
-            _cell_fast(gates_t[b], bias, c[b], c[b], c_prev_t[b], c_act_t[b], h_row)
+            _cell_fast(gates_t[b], biases, c[b], c[b], c_prev_t[b], c_act_t[b], h_row)
             copy_into(h[b], h_row)
         else:
             # a masked step computes its cell (the caches) but holds the states
-            _cell_fast(gates_t[b], bias, c[b], scratch_c, c_prev_t[b], c_act_t[b], scratch_h)
+            _cell_fast(gates_t[b], biases, c[b], scratch_c, c_prev_t[b], c_act_t[b], scratch_h)
             emit_output(out, s, b, scratch_h, False, zero_output_for_mask)
 
 
