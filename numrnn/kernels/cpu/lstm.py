@@ -228,9 +228,9 @@ def _forward_generic(
         )  # fmt: skip
 
 
-# argument positions of the compiled kernels: batch-major
-# arrays (split into row blocks by _threads), the time-major caches' row
-# bounds, and batch sums (weight gradients)
+# argument positions of the compiled kernels: batch-major arrays (split into
+# row blocks by _threads), the row bounds of the time-major caches, and batch
+# sums (weight gradients)
 _FORWARD_ROWS = (0, 3, 4, 5, 6, 7, 12, 13)
 _FORWARD_BOUNDS = (18, 19)
 _BACKWARD_ROWS = (0, 6, 7, 8, 9, 10, 12, 16, 17)
@@ -256,8 +256,10 @@ def lstm_forward(
     (T, B, W)), ``c_prev`` and ``c_act`` (T, B, U) the carry entering each
     step and ``activation(c_t)``.
 
-    Each step's input and recurrent products are GEMMs into the step's
-    contiguous ``gates[t]``. tanh/sigmoid cells (the default) run a
+    The input projection is one GEMM over every step when the call covers
+    the whole batch (step by step in a row block of the batch-parallel
+    split); each step's recurrent product accumulates into its contiguous
+    ``gates[t]``. tanh/sigmoid cells (the default) run a
     vectorised loop compiled on its own; other activations a generic one.
     """
     n_batch = x.shape[0]
