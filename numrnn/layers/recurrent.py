@@ -639,11 +639,17 @@ class RNN(Layer):
         as arrays of the cache's backend."""
         raise NotImplementedError
 
+    @staticmethod
+    def _cache_steps(x, time_major):
+        """The leading axes of a per-step cache for input ``x``: (B, T), or
+        (T, B) for kernels whose caches are time-major."""
+        return (x.shape[1], x.shape[0]) if time_major else (x.shape[0], x.shape[1])
+
     def _step_buffers(self, backend, x, n, rec_mask, rec_dropout, time_major=False):
         """``n`` (B, T, U) cache buffers plus ``h_used`` (B, T, W), which aliases
         ``h_prev`` (the first buffer) when there is no recurrent dropout;
         ``(T, B, .)`` when ``time_major``."""
-        shape = (x.shape[1], x.shape[0]) if time_major else (x.shape[0], x.shape[1])
+        shape = self._cache_steps(x, time_major)
         buffers = [self._buffer(backend, f"cache{i}", shape + (self.units,)) for i in range(n)]
         if rec_dropout:
             h_used = self._buffer(backend, "h_used", shape + (rec_mask.shape[1],))
@@ -839,7 +845,7 @@ class LSTM(RNN):
     def _kernel_forward(
         self, backend, x, kernel, recurrent, bias, mask, states, rec_mask, rec_dropout, out
     ):
-        n_batch, n_steps, _ = x.shape
+        n_batch = x.shape[0]
         h_final = backend.empty((n_batch, self.units), self.dtype)
         c_final = backend.empty((n_batch, self.units), self.dtype)
         if (
@@ -855,8 +861,7 @@ class LSTM(RNN):
             return [h_final, c_final], None
         # the CPU kernels keep time-major caches (T, B, .), the CUDA ones (B, T, .)
         time_major = backend.lstm.TIME_MAJOR
-        steps = (n_steps, n_batch) if time_major else (n_batch, n_steps)
-        gates = self._buffer(backend, "gates", steps + (4 * self.units,))
+        gates = self._buffer(backend, "gates", self._cache_steps(x, time_major) + (4 * self.units,))
         (h_prev, c_prev, c_act), h_used = self._step_buffers(
             backend, x, 3, rec_mask, rec_dropout, time_major
         )

@@ -376,17 +376,6 @@ def time_major_copy(x):
 
 
 @njit(**JIT)
-def whole_sequence_weight_grads(x_tm, h_used, d_pre, d_kernel, d_recurrent_kernel, d_bias):
-    """The batch sums of time-major arrays over every step, one GEMM each:
-    ``d_kernel = x_tm.T @ d_pre``, ``d_recurrent_kernel = h_used.T @ d_pre``
-    and ``d_bias = d_pre.sum((0, 1))`` (``x_tm`` from :func:`time_major_copy`)."""
-    d_flat = flat(d_pre)
-    gemm(flat(x_tm), True, d_flat, False, d_kernel, False)
-    gemm(flat(h_used), True, d_flat, False, d_recurrent_kernel, False)
-    column_sums(d_pre, d_bias)
-
-
-@njit(**JIT)
 def step_weight_grads(x_t, kernel, h_used_t, d_pre_t, d_x_t, d_kernel, d_recurrent_kernel, d_bias):
     """One step's share of the gradients that span the batch (time-major
     caches): ``d_x_t = d_pre_t @ kernel.T``, and ``d_kernel += x_t.T @ d_pre_t``,
@@ -394,10 +383,16 @@ def step_weight_grads(x_t, kernel, h_used_t, d_pre_t, d_x_t, d_kernel, d_recurre
     gemm(d_pre_t, False, kernel, True, d_x_t, False)
     gemm(x_t, True, d_pre_t, False, d_kernel, True)
     gemm(h_used_t, True, d_pre_t, False, d_recurrent_kernel, True)
-    for b in range(d_pre_t.shape[0]):
-        row = d_pre_t[b]
+    add_row_sums(d_pre_t, d_bias)
+
+
+@njit(inline="always", **JIT_FMA)
+def add_row_sums(rows, out):
+    """``out += rows.sum(axis=0)`` for a 2-D ``rows``, without a temporary."""
+    for i in range(rows.shape[0]):
+        row = rows[i]
         for j in range(row.shape[0]):
-            d_bias[j] += row[j]
+            out[j] += row[j]
 
 
 @njit(**JIT_FMA)
@@ -405,10 +400,7 @@ def column_sums(d_pre, out):
     """``out = d_pre.sum(axis=(0, 1))`` without a temporary."""
     fill(out, 0.0)
     for b in range(d_pre.shape[0]):
-        for t in range(d_pre.shape[1]):
-            row = d_pre[b, t]
-            for j in range(row.shape[0]):
-                out[j] += row[j]
+        add_row_sums(d_pre[b], out)
 
 
 @njit(**JIT_FMA)

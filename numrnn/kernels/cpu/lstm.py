@@ -19,6 +19,7 @@ from numrnn.kernels.cpu._common import (
     act,
     activation_grad,
     all_finite,
+    column_sums,
     copy_into,
     emit_output,
     fill,
@@ -36,7 +37,7 @@ from numrnn.kernels.cpu._common import (
     step_weight_grads,
     tanh_t,
     time_major_copy,
-    whole_sequence_weight_grads,
+    weight_grads,
 )
 
 #: the caches (``gates``, ``h_prev``, ``h_used``, ``c_prev``, ``c_act`` and
@@ -437,11 +438,15 @@ def _step_grads(
 
 
 @njit(inline="always", **JIT)
-def _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias):
+def _sequence_grads(whole, x, kernel, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias):
+    # a whole-batch call: the weight gradients over every step, one GEMM each
+    # (the steps' rows follow each other in the time-major caches; the input
+    # gradient, done step by step, is skipped by a zero-width d_x)
     if whole:
-        whole_sequence_weight_grads(
-            time_major_copy(x), h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias
-        )
+        x_tm = time_major_copy(x)
+        no_d_x = np.empty(x_tm.shape[:2] + (0,), dtype=x.dtype)
+        weight_grads(x_tm, kernel, h_used, d_gates, d_gates, no_d_x, d_kernel, d_recurrent_kernel)
+        column_sums(d_gates, d_bias)
 
 
 @njit(**JIT)
@@ -487,7 +492,7 @@ def _backward_fast(
             whole, x, kernel, recurrent_kernel, rec_mask, plain, h_used[t, r0:r1], d_gates_t, d_x,
             t, dh, dh_rec, d_kernel, d_recurrent_kernel, d_bias,
         )  # fmt: skip
-    _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
+    _sequence_grads(whole, x, kernel, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
 
 
 @njit(**JIT)
@@ -525,7 +530,7 @@ def _backward_generic(
             whole, x, kernel, recurrent_kernel, rec_mask, plain, h_used[t, r0:r1], d_gates_t, d_x,
             t, dh, dh_rec, d_kernel, d_recurrent_kernel, d_bias,
         )  # fmt: skip
-    _sequence_grads(whole, x, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
+    _sequence_grads(whole, x, kernel, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias)
 
 
 def lstm_backward(
