@@ -25,6 +25,9 @@ How the kernels are made fast (the docs' performance page has the numbers):
   ``gates[:, t, :]`` in place (``beta = 1``), with no copy and no
   temporary; and one compiled call site serves every GEMM, which keeps
   compilation short.
+- Except the LSTM's per-step recurrent products, where the width allows:
+  those run over the recurrent weights packed once per call (``_packed``),
+  instead of a BLAS call that re-packs them at every step.
 - The public kernels are thin Python functions over compiled ones (same
   names and arguments as before). The LSTM's pick a compiled variant:
   tanh/sigmoid cells (the default) get their own vectorised loops, other
@@ -53,8 +56,8 @@ from numba.extending import overload
 
 from numrnn.kernels import _math
 from numrnn.kernels.cpu import _blas
+from numrnn.kernels.cpu._packed import JIT, packed_product
 
-JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 #: gate loops: also allow fused multiply-add (more accurate, never less)
 JIT_FMA = {**JIT, "fastmath": {"contract"}}
 
@@ -326,18 +329,37 @@ def output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_out):
             c_row[u] += d_row[u]
 
 
+@njit(inline="always", **JIT)
+def no_panels(like):
+    """An empty panel set (``pack_panels``'s "use the BLAS") of ``like``'s dtype."""
+    return np.empty((0, 0, 1), dtype=like.dtype)
+
+
+@njit(inline="always", **JIT)
+def product(a, w, trans_w, panels, c, accumulate):
+    """``c = a @ op(w)``, or ``+=`` when ``accumulate``: over ``panels =
+    pack_panels(w, trans_w)`` unless it is empty, else one BLAS call."""
+    if panels.shape[0] == 0:
+        gemm(a, False, w, trans_w, c, accumulate)
+        return
+    if not accumulate:
+        c[:, :] = 0.0
+    packed_product(a, panels, c)
+
+
 @njit(**JIT)
-def recurrent_state_grad(d_pre_t, recurrent_kernel, rec_mask, plain, dh, dh_rec):
+def recurrent_state_grad(d_pre_t, recurrent_kernel, panels_t, rec_mask, plain, dh, dh_rec):
     """``dh += fold((d_pre_t @ recurrent_kernel.T) * rec_mask)``.
 
-    Without recurrent dropout (``plain``) the product accumulates straight
-    into ``dh``; otherwise it goes through ``dh_rec`` ``(B, W)`` and the
-    ``k`` per-gate copies of ``h`` fold back onto ``dh``.
+    ``panels_t`` is ``pack_panels(recurrent_kernel, True)`` or
+    :func:`no_panels`. Without recurrent dropout (``plain``) the product
+    accumulates straight into ``dh``; otherwise it goes through ``dh_rec``
+    ``(B, W)`` and the ``k`` per-gate copies of ``h`` fold back onto ``dh``.
     """
     if plain:
-        gemm(d_pre_t, False, recurrent_kernel, True, dh, True)
+        product(d_pre_t, recurrent_kernel, True, panels_t, dh, True)
         return
-    gemm(d_pre_t, False, recurrent_kernel, True, dh_rec, False)
+    product(d_pre_t, recurrent_kernel, True, panels_t, dh_rec, False)
     n_units = dh.shape[1]
     for b in range(dh.shape[0]):
         dst = dh[b]

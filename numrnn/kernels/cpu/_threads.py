@@ -29,9 +29,10 @@ import numpy as np
 #: per call, for a split to pay for its thread hand-off
 MIN_ROWS = 8
 MIN_WORK = 1 << 17
-#: widest gate row (G x units) that splits: wider per-step products are big
-#: enough for the BLAS's own threads, and measured faster that way (LSTM
-#: 256 units, batch 32: 0.8x with blocks; 128 units: 1.13x)
+#: widest gate row (G x units) that splits when the per-step products call
+#: the BLAS: wider ones are big enough for the BLAS's own threads, and
+#: measured faster that way (LSTM 256 units, batch 32: 0.8x with blocks; 128
+#: units: 1.13x). Products over packed panels (``_packed``) have no limit.
 MAX_WIDTH = 512
 
 _LOCK = threading.Lock()
@@ -71,15 +72,17 @@ def _pool():
     return pool
 
 
-def n_blocks(n_batch, work, width):
+def n_blocks(n_batch, work, width, max_width=MAX_WIDTH):
     """How many row blocks a call gets (1: serial): ``n_batch`` rows, ``work``
-    = rows x steps x ``width``, ``width`` = the gate row (G x units)."""
-    if n_batch < 2 * MIN_ROWS or work < MIN_WORK or width > MAX_WIDTH:
+    = rows x steps x ``width``, ``width`` = the gate row (G x units), and
+    ``max_width`` the widest that splits (None: any)."""
+    too_wide = max_width is not None and width > max_width
+    if n_batch < 2 * MIN_ROWS or work < MIN_WORK or too_wide:
         return 1
     return max(1, min(_thread_budget(), n_batch // MIN_ROWS))
 
 
-def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None):
+def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None, max_width=MAX_WIDTH):
     """``kernel(*args)``, split over row blocks of the batch when it pays.
 
     Parameters
@@ -103,10 +106,13 @@ def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None):
         gets its own; the kernel uses them to take its rows of time-major
         arrays (``(T, B, .)``, passed whole: their rows of one block are not
         one contiguous slice).
+    max_width : int or None, optional
+        The widest gate row that splits (:data:`MAX_WIDTH`); None for calls
+        whose per-step products do not call the BLAS.
     """
     n_batch = args[sliced[0]].shape[0]
     shape = tuple(getattr(cache, "shape", cache))
-    blocks = n_blocks(n_batch, int(np.prod(shape)), shape[-1])
+    blocks = n_blocks(n_batch, int(np.prod(shape)), shape[-1], max_width)
     if blocks == 1 or not _LOCK.acquire(blocking=False):
         kernel(*args)
         return

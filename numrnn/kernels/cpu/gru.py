@@ -25,6 +25,7 @@ from numrnn.kernels.cpu._common import (
     flat,
     gemm,
     is_plain_mask,
+    no_panels,
     one_like,
     output_cotangent,
     project_inputs,
@@ -269,13 +270,14 @@ def _backward_loop_ra(
     carry = np.zeros((n_batch, n_units), dtype=gates.dtype)
     dh_total = np.empty(n_units, dtype=gates.dtype)
     dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=gates.dtype)
+    panels_t = no_panels(dh)  # the BLAS for the recurrent state gradient
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         _cells_backward_ra(
             d_out, carry, dh, dh_total, gates, h_prev, rec_h, mask, d_gates, d_rec, t, s,
             activation, recurrent_activation, zero_output_for_mask,
         )  # fmt: skip
-        recurrent_state_grad(d_rec[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+        recurrent_state_grad(d_rec[:, t], recurrent_kernel, panels_t, rec_mask, plain, dh, dh_rec)
     weight_grads(x, kernel, h_used, d_gates, d_rec, d_x, d_kernel, d_recurrent_kernel)
     column_sums(d_gates, d_bias[0])
     column_sums(d_rec, d_bias[1])

@@ -21,6 +21,7 @@ from numrnn.kernels.cpu._common import (
     fill,
     gemm,
     is_plain_mask,
+    no_panels,
     one_like,
     output_cotangent,
     project_inputs,
@@ -129,12 +130,13 @@ def _backward_loop(
     plain = is_plain_mask(rec_mask, n_units)
     carry = np.zeros((n_batch, n_units), dtype=states.dtype)
     dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=states.dtype)
+    panels_t = no_panels(dh)  # the BLAS for the recurrent state gradient
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         _cells_backward(
             d_out, carry, dh, states, mask, d_pre, t, s, activation, zero_output_for_mask
         )
-        recurrent_state_grad(d_pre[:, t], recurrent_kernel, rec_mask, plain, dh, dh_rec)
+        recurrent_state_grad(d_pre[:, t], recurrent_kernel, panels_t, rec_mask, plain, dh, dh_rec)
     weight_grads(x, kernel, h_used, d_pre, d_pre, d_x, d_kernel, d_recurrent_kernel)
     column_sums(d_pre, d_bias)
 
