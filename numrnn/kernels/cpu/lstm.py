@@ -26,6 +26,7 @@ from numrnn.kernels.cpu._common import (
     flat,
     gemm,
     is_plain_mask,
+    no_panels,
     one_like,
     output_cotangent,
     product,
@@ -156,13 +157,22 @@ def _whole_batch(gates, r0, r1):
 
 
 @njit(inline="always", **JIT)
-def _step_products(x, kernel, h_used_t, recurrent_kernel, panels, t, gates_t, projected):
+def _step_products(
+    x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+):  # fmt: skip
     # gates_t = x[:, t] W + h_used_t R: the input product of the step (unless
-    # done for all steps), then the recurrent one added in place (over R's
-    # panels, packed once per call, where R's width allows)
+    # done for all steps), then the recurrent one added in place; each over
+    # its weights' panels, packed once per call, where the width allows
     if not projected:
-        gemm(x[:, t], False, kernel, False, gates_t, False)
+        product(x[:, t], kernel, False, kernel_panels, gates_t, False)
     product(h_used_t, recurrent_kernel, False, panels, gates_t, True)
+
+
+@njit(inline="always", **JIT)
+def _input_panels(kernel, projected):
+    # the input weights' panels for step-by-step input products (none when
+    # the call projected every step at once)
+    return no_panels(kernel) if projected else pack_panels(kernel, False)
 
 
 @njit(**JIT)
@@ -191,13 +201,16 @@ def _forward_fast(
     scratch_h = np.empty(n_units, dtype=x.dtype)
     scratch_c = np.empty(n_units, dtype=x.dtype)
     projected = _project_whole(x, kernel, gates, r0, r1)
+    kernel_panels = _input_panels(kernel, projected)
     panels = pack_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         gates_t = gates[t, r0:r1]
         h_used_t = h_used[t, r0:r1]
         stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
-        _step_products(x, kernel, h_used_t, recurrent_kernel, panels, t, gates_t, projected)
+        _step_products(
+            x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+        )
         _cells_forward_fast(
             gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
             scratch_h, scratch_c, zero_output_for_mask,
@@ -221,13 +234,16 @@ def _forward_generic(
     scratch_h = np.empty(n_units, dtype=x.dtype)
     scratch_c = np.empty(n_units, dtype=x.dtype)
     projected = _project_whole(x, kernel, gates, r0, r1)
+    kernel_panels = _input_panels(kernel, projected)
     panels = pack_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         gates_t = gates[t, r0:r1]
         h_used_t = h_used[t, r0:r1]
         stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
-        _step_products(x, kernel, h_used_t, recurrent_kernel, panels, t, gates_t, projected)
+        _step_products(
+            x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+        )
         _cells_forward_generic(
             gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
             scratch_h, scratch_c, activation, recurrent_activation, zero_output_for_mask,
@@ -325,10 +341,13 @@ def _infer_fast(
     gates_t = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
     copy_into(h_final, h0)
     copy_into(c_final, c0)
+    kernel_panels = pack_panels(kernel, False)
     panels = pack_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
-        _step_products(x, kernel, h_final, recurrent_kernel, panels, t, gates_t, False)
+        _step_products(
+            x, kernel, kernel_panels, h_final, recurrent_kernel, panels, t, gates_t, False
+        )
         _cells_infer_fast(gates_t, t, s, bias, mask, h_final, c_final, out, zero_output_for_mask)
 
 
