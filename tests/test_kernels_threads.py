@@ -132,3 +132,32 @@ def test_batch_sums_add_every_block(spy):
     _threads.call_in_blocks(kernel, (rows, total), (0,), (1,), np.empty((7, 1, 1)))
     assert total[0] == rows.sum()
     assert len(spy) == 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lstm_row_blocks_sum_weight_gradients_over_staged_steps(spy, monkeypatch, dtype):
+    # more steps than one stage holds: two full stages and a partial one
+    from numrnn.kernels.cpu import lstm
+
+    n_batch, n_steps = 9, 2 * lstm.STAGE_STEPS + 5
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(n_batch, n_steps, F)).astype(dtype)
+    mask = np.ones((n_batch, n_steps), dtype=bool)
+    mask[2, 3:9] = False
+    cotangents = [rng.normal(size=(n_batch, n_steps, U)).astype(dtype)]
+
+    def run():
+        layer = layers.LSTM(U, return_sequences=True, seed=3, dtype=dtype, recurrent_dropout=0.3)
+        layer.build(x.shape)
+        outputs, (weight_grads, x_grad, _) = layer.value_and_vjp(
+            x, lambda _: cotangents, mask=mask, training=True
+        )
+        return [*outputs, *weight_grads, x_grad]
+
+    split = run()
+    assert len(spy) == 4, "forward and backward should each run 2 of 3 blocks on the pool"
+    monkeypatch.setattr(_threads, "_thread_budget", lambda: 1)
+    serial = run()
+    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == "float64" else {"rtol": 2e-5, "atol": 1e-6}
+    for got, want in zip(split, serial, strict=True):
+        np.testing.assert_allclose(got, want, **tol)

@@ -15,7 +15,8 @@ Conventions of every recurrent kernel in this package:
 - Forward kernels write caches that the matching backward kernel reads; the
   input projection for all steps and the weight gradients are single GEMMs
   outside the time loop (the LSTM's, over time-major caches, when a call
-  covers the whole batch; a row block does them step by step).
+  covers the whole batch; a row block does them step by step, and sums its
+  weight gradients over groups of steps).
 
 How the kernels are made fast (the docs' performance page has the numbers):
 
@@ -395,17 +396,6 @@ def time_major_copy(x):
         for t in range(n_steps):
             copy_into(out[t, b], x[b, t])
     return out
-
-
-@njit(**JIT)
-def step_weight_grads(x_t, kernel, h_used_t, d_pre_t, d_x_t, d_kernel, d_recurrent_kernel, d_bias):
-    """One step's share of the gradients that span the batch (time-major
-    caches): ``d_x_t = d_pre_t @ kernel.T``, and ``d_kernel += x_t.T @ d_pre_t``,
-    ``d_recurrent_kernel += h_used_t.T @ d_pre_t``, ``d_bias += d_pre_t.sum(0)``."""
-    gemm(d_pre_t, False, kernel, True, d_x_t, False)
-    gemm(x_t, True, d_pre_t, False, d_kernel, True)
-    gemm(h_used_t, True, d_pre_t, False, d_recurrent_kernel, True)
-    add_row_sums(d_pre_t, d_bias)
 
 
 @njit(inline="always", **JIT_FMA)
