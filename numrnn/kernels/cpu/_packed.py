@@ -10,7 +10,9 @@ while it runs down a block of the panel's depth, which stays in L1.
 The tiles are LLVM vector code written as numba intrinsics, with the vector
 width of the CPU numba compiles for (the on-disk cache is per CPU): 64-byte
 vectors and four per panel row where AVX-512 is there (24 accumulators of 32
-registers), 32-byte vectors and two otherwise (12 of 16 with AVX2).
+registers), 32-byte vectors and two otherwise (12 of 16 with AVX2). The
+kernels use them only with AVX-512 (:data:`ENABLED`); elsewhere they call
+the BLAS as before.
 
 Measured against NumPy's OpenBLAS on one thread of an AVX-512 Ice Lake host
 (the performance page has the whole-layer numbers): ``(32, 256) @ (256,
@@ -40,6 +42,10 @@ def _vector_bytes():
 #: bytes of one SIMD vector of the tiles, and vectors per panel row
 VECTOR_BYTES = _vector_bytes()
 PANEL_VECTORS = 4 if VECTOR_BYTES == 64 else 2
+#: whether the kernels use the panels: only where numba compiles for AVX-512,
+#: the only code measured faster than the BLAS (the 32-byte tiles, compiled
+#: for ``haswell`` on the same host, ran LSTM steps 1.2-1.4x slower)
+ENABLED = VECTOR_BYTES == 64
 #: numba options of the kernels (``_common.JIT``, which imports this module)
 JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -136,9 +142,14 @@ def panel_width(dtype_size):
 
 
 def fits(n_cols, dtype):
-    """Whether a product with ``n_cols`` output columns of ``dtype`` runs over
-    packed panels (:func:`pack_panels` does not return the empty set)."""
+    """Whether ``n_cols`` output columns of ``dtype`` fill whole panels."""
     return n_cols > 0 and n_cols % panel_width(np.dtype(dtype).itemsize) == 0
+
+
+def used(n_cols, dtype):
+    """Whether the kernels run a product with ``n_cols`` output columns of
+    ``dtype`` over panels (:func:`kernel_panels` is not empty)."""
+    return ENABLED and fits(n_cols, dtype)
 
 
 @njit(**JIT)
@@ -167,6 +178,15 @@ def pack_panels(w, transposed):
                 for j in range(width):
                     flat[at + j] = row[p * width + j]
     return packed
+
+
+@njit(**JIT)
+def kernel_panels(w, transposed):
+    """:func:`pack_panels` where the kernels use panels (:data:`ENABLED`),
+    else the empty set (the BLAS)."""
+    if not ENABLED:
+        return np.empty((0, 0, panel_width(w.itemsize)), dtype=w.dtype)
+    return pack_panels(w, transposed)
 
 
 @njit(**JIT)

@@ -41,7 +41,7 @@ from numrnn.kernels.cpu._common import (
     time_major_copy,
     weight_grads,
 )
-from numrnn.kernels.cpu._packed import fits, pack_panels
+from numrnn.kernels.cpu._packed import kernel_panels, used
 
 #: the caches (``gates``, ``h_prev``, ``h_used``, ``c_prev``, ``c_act`` and
 #: the backward's ``d_gates``) are ``(T, B, .)``
@@ -158,13 +158,13 @@ def _whole_batch(gates, r0, r1):
 
 @njit(inline="always", **JIT)
 def _step_products(
-    x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+    x, kernel, input_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
 ):  # fmt: skip
     # gates_t = x[:, t] W + h_used_t R: the input product of the step (unless
     # done for all steps), then the recurrent one added in place; each over
     # its weights' panels, packed once per call, where the width allows
     if not projected:
-        product(x[:, t], kernel, False, kernel_panels, gates_t, False)
+        product(x[:, t], kernel, False, input_panels, gates_t, False)
     product(h_used_t, recurrent_kernel, False, panels, gates_t, True)
 
 
@@ -172,7 +172,7 @@ def _step_products(
 def _input_panels(kernel, projected):
     # the input weights' panels for step-by-step input products (none when
     # the call projected every step at once)
-    return no_panels(kernel) if projected else pack_panels(kernel, False)
+    return no_panels(kernel) if projected else kernel_panels(kernel, False)
 
 
 @njit(**JIT)
@@ -201,15 +201,15 @@ def _forward_fast(
     scratch_h = np.empty(n_units, dtype=x.dtype)
     scratch_c = np.empty(n_units, dtype=x.dtype)
     projected = _project_whole(x, kernel, gates, r0, r1)
-    kernel_panels = _input_panels(kernel, projected)
-    panels = pack_panels(recurrent_kernel, False)
+    input_panels = _input_panels(kernel, projected)
+    panels = kernel_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         gates_t = gates[t, r0:r1]
         h_used_t = h_used[t, r0:r1]
         stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
         _step_products(
-            x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+            x, kernel, input_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
         )
         _cells_forward_fast(
             gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
@@ -234,15 +234,15 @@ def _forward_generic(
     scratch_h = np.empty(n_units, dtype=x.dtype)
     scratch_c = np.empty(n_units, dtype=x.dtype)
     projected = _project_whole(x, kernel, gates, r0, r1)
-    kernel_panels = _input_panels(kernel, projected)
-    panels = pack_panels(recurrent_kernel, False)
+    input_panels = _input_panels(kernel, projected)
+    panels = kernel_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         gates_t = gates[t, r0:r1]
         h_used_t = h_used[t, r0:r1]
         stash_rows(h, rec_mask, h_prev[t, r0:r1], h_used_t, dropped)
         _step_products(
-            x, kernel, kernel_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
+            x, kernel, input_panels, h_used_t, recurrent_kernel, panels, t, gates_t, projected
         )
         _cells_forward_generic(
             gates_t, t, s, bias, mask, h, c, c_prev[t, r0:r1], c_act[t, r0:r1], out,
@@ -263,7 +263,7 @@ _BACKWARD_SUMS = (13, 14, 15)
 def _split_width(n_cols, dtype):
     # the widest gate row that splits into row blocks: any when the per-step
     # recurrent product (n_cols outputs) runs over packed panels, not the BLAS
-    return None if fits(n_cols, dtype) else _threads.MAX_WIDTH
+    return None if used(n_cols, dtype) else _threads.MAX_WIDTH
 
 
 def _fast(activation, recurrent_activation):
@@ -341,12 +341,12 @@ def _infer_fast(
     gates_t = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
     copy_into(h_final, h0)
     copy_into(c_final, c0)
-    kernel_panels = pack_panels(kernel, False)
-    panels = pack_panels(recurrent_kernel, False)
+    input_panels = kernel_panels(kernel, False)
+    panels = kernel_panels(recurrent_kernel, False)
     for s in range(n_steps):
         t = step_index(s, n_steps, go_backwards)
         _step_products(
-            x, kernel, kernel_panels, h_final, recurrent_kernel, panels, t, gates_t, False
+            x, kernel, input_panels, h_final, recurrent_kernel, panels, t, gates_t, False
         )
         _cells_infer_fast(gates_t, t, s, bias, mask, h_final, c_final, out, zero_output_for_mask)
 
@@ -541,7 +541,7 @@ def _backward_setup(d_h_final, d_c_final, d_h0, d_c0, rec_mask, recurrent_kernel
     carry = np.zeros((n_batch, n_units), dtype=d_h0.dtype)
     dh_total = np.empty(n_units, dtype=d_h0.dtype)
     dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=d_h0.dtype)
-    return plain, carry, dh_total, dh_rec, pack_panels(recurrent_kernel, True)
+    return plain, carry, dh_total, dh_rec, kernel_panels(recurrent_kernel, True)
 
 
 @njit(**JIT)
