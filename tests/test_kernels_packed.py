@@ -129,7 +129,8 @@ def test_recurrent_state_grad_over_panels_matches_the_blas(dtype, plain):
 # units at which both the forward product (4U outputs) and the backward's
 # transposed one (U outputs) run over panels
 PANEL_UNITS = {"float64": _width("float64"), "float32": _width("float32")}
-B, T, F = 5, 4, 3
+# F: deep enough for the step-by-step input products to run over panels too
+B, T, F = 5, 4, _packed.MIN_DEPTH
 MASK = np.ones((B, T), dtype=bool)
 MASK[1] = False
 MASK[2, :2] = False

@@ -49,6 +49,11 @@ ENABLED = VECTOR_BYTES == 64
 #: numba options of the kernels (``_common.JIT``, which imports this module)
 JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
+#: shallowest product the kernels run over panels: input products of a few
+#: features stay with the BLAS (with 8 features, LSTM steps at 16 and 32
+#: units measured 0.88-0.98x with them over panels, one thread)
+MIN_DEPTH = 16
+
 #: depth of the panel blocks that one pass of the tiles reads (32 KiB in float32
 #: with AVX-512: within L1)
 DEPTH_BLOCK = 128
@@ -182,9 +187,10 @@ def pack_panels(w, transposed):
 
 @njit(**JIT)
 def kernel_panels(w, transposed):
-    """:func:`pack_panels` where the kernels use panels (:data:`ENABLED`),
-    else the empty set (the BLAS)."""
-    if not ENABLED:
+    """:func:`pack_panels` where the kernels use panels (:data:`ENABLED`, and
+    at least :data:`MIN_DEPTH` deep), else the empty set (the BLAS)."""
+    depth = w.shape[1] if transposed else w.shape[0]
+    if not ENABLED or depth < MIN_DEPTH:
         return np.empty((0, 0, panel_width(w.itemsize)), dtype=w.dtype)
     return pack_panels(w, transposed)
 
