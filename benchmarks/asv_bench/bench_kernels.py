@@ -91,3 +91,51 @@ class BatchThreads:
         if self.cotangents is None:
             self.cotangents = [cotangent_like(outputs[0])]
         self.layer._backward(cache, self.cotangents)
+
+
+class StepProducts:
+    """One step's recurrent product ``(B, U) @ (U, 4U)``, float32, one
+    thread: the BLAS call the kernels make elsewhere against the register
+    tiles over packed panels that the LSTM kernels run with AVX-512
+    (``numrnn.kernels.cpu._packed``; the tiles run on any CPU here)."""
+
+    params = (["blas", "panels"], ["16x64", "32x128", "32x256"])
+    param_names = ["product", "batch x units"]
+
+    def setup(self, product, shape):
+        import numpy as np
+        from numba import njit
+        from threadpoolctl import threadpool_limits
+
+        from numrnn.kernels.cpu import _packed, _threads
+        from numrnn.kernels.cpu._common import gemm
+
+        batch, units = _parse(shape)
+        rng = np.random.default_rng(0)
+        self.state = rng.standard_normal((batch, units), dtype=np.float32)
+        self.weights = rng.standard_normal((units, 4 * units), dtype=np.float32)
+        self.gates = np.zeros((batch, 4 * units), dtype=np.float32)
+        self.panels = _packed.pack_panels(self.weights, False)
+
+        @njit
+        def blas_steps(a, w, c, n):
+            for _ in range(n):
+                gemm(a, False, w, False, c, True)
+
+        @njit
+        def panel_steps(a, panels, c, n):
+            for _ in range(n):
+                _packed.packed_product(a, panels, c)
+
+        self.steps = blas_steps if product == "blas" else panel_steps
+        self.operand = self.weights if product == "blas" else self.panels
+        _threads._blas_controller()
+        self.limiter = threadpool_limits(limits=1, user_api="blas")
+        self.time_steps(product, shape)  # compiles
+
+    def teardown(self, product, shape):
+        self.limiter.restore_original_limits()
+
+    def time_steps(self, product, shape):
+        # 20 steps per call, as a short sequence would run them
+        self.steps(self.state, self.operand, self.gates, 20)
