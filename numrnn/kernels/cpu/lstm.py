@@ -287,8 +287,10 @@ def lstm_forward(
     The input projection is one GEMM over every step when the call covers
     the whole batch (step by step in a row block of the batch-parallel
     split); each step's recurrent product accumulates into its contiguous
-    ``gates[t]``. tanh/sigmoid cells (the default) run a
-    vectorised loop compiled on its own; other activations a generic one.
+    ``gates[t]``, over the weights packed once per call where ``_packed``
+    allows (AVX-512, widths that fill its panels), else by a BLAS call.
+    tanh/sigmoid cells (the default) run a vectorised loop compiled on its
+    own; other activations a generic one.
     """
     n_batch = x.shape[0]
     args = (
