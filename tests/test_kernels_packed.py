@@ -18,7 +18,8 @@ import pytest
 
 from numrnn import layers
 from numrnn.kernels.cpu import _packed, _threads
-from numrnn.kernels.cpu._common import no_panels, recurrent_state_grad
+from numrnn.kernels.cpu._common import recurrent_state_grad
+from numrnn.kernels.cpu._packed import no_panels
 
 try:  # tests/ on sys.path (pytest's default rootdir-less import mode)
     import gradcheck as gc

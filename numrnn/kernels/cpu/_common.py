@@ -26,8 +26,8 @@ How the kernels are made fast (the docs' performance page has the numbers):
   ``gates[:, t, :]`` in place (``beta = 1``), with no copy and no
   temporary; and one compiled call site serves every GEMM, which keeps
   compilation short.
-- Except the LSTM's per-step recurrent products, where the width allows:
-  those run over the recurrent weights packed once per call (``_packed``),
+- Except the LSTM's per-step products on AVX-512 targets, where the widths
+  allow: those run over the weights packed once per call (``_packed``),
   instead of a BLAS call that re-packs them at every step.
 - The public kernels are thin Python functions over compiled ones (same
   names and arguments as before). The LSTM's pick a compiled variant:
@@ -331,15 +331,10 @@ def output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_out):
 
 
 @njit(inline="always", **JIT)
-def no_panels(like):
-    """An empty panel set (``pack_panels``'s "use the BLAS") of ``like``'s dtype."""
-    return np.empty((0, 0, 1), dtype=like.dtype)
-
-
-@njit(inline="always", **JIT)
 def product(a, w, trans_w, panels, c, accumulate):
-    """``c = a @ op(w)``, or ``+=`` when ``accumulate``: over ``panels =
-    pack_panels(w, trans_w)`` unless it is empty, else one BLAS call."""
+    """``c = a @ op(w)``, or ``+=`` when ``accumulate``: over ``panels``
+    (``_packed.kernel_panels(w, trans_w)``) unless it is empty, else one
+    BLAS call."""
     if panels.shape[0] == 0:
         gemm(a, False, w, trans_w, c, accumulate)
         return
@@ -352,8 +347,8 @@ def product(a, w, trans_w, panels, c, accumulate):
 def recurrent_state_grad(d_pre_t, recurrent_kernel, panels_t, rec_mask, plain, dh, dh_rec):
     """``dh += fold((d_pre_t @ recurrent_kernel.T) * rec_mask)``.
 
-    ``panels_t`` is ``pack_panels(recurrent_kernel, True)`` or
-    :func:`no_panels`. Without recurrent dropout (``plain``) the product
+    ``panels_t`` is ``_packed.kernel_panels(recurrent_kernel, True)`` or
+    ``_packed.no_panels``. Without recurrent dropout (``plain``) the product
     accumulates straight into ``dh``; otherwise it goes through ``dh_rec``
     ``(B, W)`` and the ``k`` per-gate copies of ``h`` fold back onto ``dh``.
     """

@@ -16,8 +16,8 @@ the BLAS as before.
 
 Measured against NumPy's OpenBLAS on one thread of an AVX-512 Ice Lake host
 (the performance page has the whole-layer numbers): ``(32, 256) @ (256,
-1024)`` 95-147 against 59-82 GFLOP/s, ``(16, 256) @ (256, 1024)`` 89-147
-against 48-66.
+1024)`` 88-97 against 55-79 GFLOP/s, ``(16, 256) @ (256, 1024)`` 98-117
+against 49-54.
 """
 
 import numpy as np
@@ -157,6 +157,12 @@ def used(n_cols, dtype):
     return ENABLED and fits(n_cols, dtype)
 
 
+@njit(inline="always", **JIT)
+def no_panels(like):
+    """The empty panel set ("use the BLAS") for weights like ``like``."""
+    return np.empty((0, 0, panel_width(like.itemsize)), dtype=like.dtype)
+
+
 @njit(**JIT)
 def pack_panels(w, transposed):
     """``w`` (K, N), or ``w.T`` when ``transposed`` (``w`` then (N, K)), as
@@ -166,7 +172,7 @@ def pack_panels(w, transposed):
     depth, n_cols = (w.shape[1], w.shape[0]) if transposed else w.shape
     width = panel_width(w.itemsize)
     if depth == 0 or n_cols == 0 or n_cols % width != 0:
-        return np.empty((0, 0, width), dtype=w.dtype)
+        return no_panels(w)
     packed = np.empty((n_cols // width, depth, width), dtype=w.dtype)
     flat = packed.reshape(packed.size)
     if transposed:
@@ -191,7 +197,7 @@ def kernel_panels(w, transposed):
     at least :data:`MIN_DEPTH` deep), else the empty set (the BLAS)."""
     depth = w.shape[1] if transposed else w.shape[0]
     if not ENABLED or depth < MIN_DEPTH:
-        return np.empty((0, 0, panel_width(w.itemsize)), dtype=w.dtype)
+        return no_panels(w)
     return pack_panels(w, transposed)
 
 

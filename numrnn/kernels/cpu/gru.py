@@ -25,7 +25,6 @@ from numrnn.kernels.cpu._common import (
     flat,
     gemm,
     is_plain_mask,
-    no_panels,
     one_like,
     output_cotangent,
     project_inputs,
@@ -40,6 +39,7 @@ from numrnn.kernels.cpu._common import (
     tanh_t,
     weight_grads,
 )
+from numrnn.kernels.cpu._packed import no_panels
 
 
 @njit(**JIT_FMA)

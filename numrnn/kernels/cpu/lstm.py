@@ -27,7 +27,6 @@ from numrnn.kernels.cpu._common import (
     flat,
     gemm,
     is_plain_mask,
-    no_panels,
     one_like,
     output_cotangent,
     product,
@@ -41,7 +40,7 @@ from numrnn.kernels.cpu._common import (
     time_major_copy,
     weight_grads,
 )
-from numrnn.kernels.cpu._packed import kernel_panels, used
+from numrnn.kernels.cpu._packed import kernel_panels, no_panels, used
 
 #: the caches (``gates``, ``h_prev``, ``h_used``, ``c_prev``, ``c_act`` and
 #: the backward's ``d_gates``) are ``(T, B, .)``
@@ -529,10 +528,13 @@ def _sequence_grads(whole, x, kernel, h_used, d_gates, d_kernel, d_recurrent_ker
 
 
 @njit(**JIT)
-def _backward_setup(d_h_final, d_c_final, d_h0, d_c0, rec_mask, recurrent_kernel, d_kernel,
-                    d_recurrent_kernel, d_bias):  # fmt: skip
+def _backward_setup(
+    x, gates, h_used, d_gates, r0, r1, d_h_final, d_c_final, d_h0, d_c0, rec_mask,
+    recurrent_kernel, d_kernel, d_recurrent_kernel, d_bias,
+):  # fmt: skip
     # initial cotangents into d_h0/d_c0 (the running ones), cleared batch
-    # sums, and the buffers of the time loop (with the panels of R.T)
+    # sums, and what the time loop needs: its buffers, the panels of R.T,
+    # whether the call covers the whole batch, and a row block's stage
     copy_into(d_h0, d_h_final)
     copy_into(d_c0, d_c_final)
     d_kernel[:] = 0.0
@@ -543,7 +545,11 @@ def _backward_setup(d_h_final, d_c_final, d_h0, d_c0, rec_mask, recurrent_kernel
     carry = np.zeros((n_batch, n_units), dtype=d_h0.dtype)
     dh_total = np.empty(n_units, dtype=d_h0.dtype)
     dh_rec = np.empty((n_batch, rec_mask.shape[1]), dtype=d_h0.dtype)
-    return plain, carry, dh_total, dh_rec, kernel_panels(recurrent_kernel, True)
+    whole = _whole_batch(gates, r0, r1)
+    stage = _new_stage(x, h_used, d_gates, whole)
+    return (
+        plain, carry, dh_total, dh_rec, kernel_panels(recurrent_kernel, True), whole, stage
+    )  # fmt: skip
 
 
 @njit(**JIT)
@@ -555,12 +561,10 @@ def _backward_fast(
     n_steps = x.shape[1]
     dh = d_h0
     dc = d_c0
-    plain, carry, dh_total, dh_rec, panels_t = _backward_setup(
-        d_h_final, d_c_final, d_h0, d_c0, rec_mask, recurrent_kernel, d_kernel,
-        d_recurrent_kernel, d_bias,
+    plain, carry, dh_total, dh_rec, panels_t, whole, stage = _backward_setup(
+        x, gates, h_used, d_gates, r0, r1, d_h_final, d_c_final, d_h0, d_c0, rec_mask,
+        recurrent_kernel, d_kernel, d_recurrent_kernel, d_bias,
     )  # fmt: skip
-    whole = _whole_batch(gates, r0, r1)
-    stage = _new_stage(x, h_used, d_gates, whole)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         d_gates_t = d_gates[t, r0:r1]
@@ -588,12 +592,10 @@ def _backward_generic(
     n_steps = x.shape[1]
     dh = d_h0
     dc = d_c0
-    plain, carry, dh_total, dh_rec, panels_t = _backward_setup(
-        d_h_final, d_c_final, d_h0, d_c0, rec_mask, recurrent_kernel, d_kernel,
-        d_recurrent_kernel, d_bias,
+    plain, carry, dh_total, dh_rec, panels_t, whole, stage = _backward_setup(
+        x, gates, h_used, d_gates, r0, r1, d_h_final, d_c_final, d_h0, d_c0, rec_mask,
+        recurrent_kernel, d_kernel, d_recurrent_kernel, d_bias,
     )  # fmt: skip
-    whole = _whole_batch(gates, r0, r1)
-    stage = _new_stage(x, h_used, d_gates, whole)
     for s in range(n_steps - 1, -1, -1):
         t = step_index(s, n_steps, go_backwards)
         gates_t = gates[t, r0:r1]

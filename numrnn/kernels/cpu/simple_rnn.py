@@ -21,7 +21,6 @@ from numrnn.kernels.cpu._common import (
     fill,
     gemm,
     is_plain_mask,
-    no_panels,
     one_like,
     output_cotangent,
     project_inputs,
@@ -32,6 +31,7 @@ from numrnn.kernels.cpu._common import (
     step_index,
     weight_grads,
 )
+from numrnn.kernels.cpu._packed import no_panels
 
 
 @njit(**JIT)
