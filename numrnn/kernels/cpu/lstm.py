@@ -38,7 +38,6 @@ from numrnn.kernels.cpu._common import (
     step_index,
     tanh_t,
     time_major_copy,
-    weight_grads,
 )
 from numrnn.kernels.cpu._packed import kernel_panels, no_panels, used
 
@@ -481,6 +480,14 @@ def _new_stage(x, h_used, d_gates, whole):
 
 
 @njit(**JIT)
+def _add_weight_grads(xs, hs, ds, d_kernel, d_recurrent_kernel):
+    # d_kernel += xs.T @ ds and d_recurrent_kernel += hs.T @ ds, over rows
+    # gathered from several steps (a stage, or every step of a whole batch)
+    gemm(xs, True, ds, False, d_kernel, True)
+    gemm(hs, True, ds, False, d_recurrent_kernel, True)
+
+
+@njit(**JIT)
 def _stage_step(stage, x_t, h_used_t, d_gates_t, done, last, d_kernel, d_recurrent_kernel, d_bias):
     # a row block's step (the done-th): its bias share at once, its rows into
     # the stage; a full stage, or the last step, goes into the weight gradients
@@ -493,8 +500,9 @@ def _stage_step(stage, x_t, h_used_t, d_gates_t, done, last, d_kernel, d_recurre
     add_row_sums(d_gates_t, d_bias)
     if at + n_rows == stage_x.shape[0] or last:
         rows = at + n_rows
-        gemm(stage_x[:rows], True, stage_d[:rows], False, d_kernel, True)
-        gemm(stage_h[:rows], True, stage_d[:rows], False, d_recurrent_kernel, True)
+        _add_weight_grads(
+            stage_x[:rows], stage_h[:rows], stage_d[:rows], d_kernel, d_recurrent_kernel
+        )
 
 
 @njit(inline="always", **JIT)
@@ -518,12 +526,11 @@ def _step_grads(
 @njit(inline="always", **JIT)
 def _sequence_grads(whole, x, kernel, h_used, d_gates, d_kernel, d_recurrent_kernel, d_bias):
     # a whole-batch call: the weight gradients over every step, one GEMM each
-    # (the steps' rows follow each other in the time-major caches; the input
-    # gradient, done step by step, is skipped by a zero-width d_x)
+    # (the steps' rows follow each other in the time-major caches)
     if whole:
-        x_tm = time_major_copy(x)
-        no_d_x = np.empty(x_tm.shape[:2] + (0,), dtype=x.dtype)
-        weight_grads(x_tm, kernel, h_used, d_gates, d_gates, no_d_x, d_kernel, d_recurrent_kernel)
+        _add_weight_grads(
+            flat(time_major_copy(x)), flat(h_used), flat(d_gates), d_kernel, d_recurrent_kernel
+        )
         column_sums(d_gates, d_bias)
 
 
