@@ -5,7 +5,11 @@ Both time a new Python process running ``import numrnn`` and a first
 backward, float32), which needs every kernel a default estimator fit uses.
 
 - ``timeraw_cold_compile``: an empty numba cache (a new ``NUMBA_CACHE_DIR``
-  per run), so every kernel compiles.
+  per run), so every kernel compiles; the LSTM's forward kernel in a helper
+  process while the backward one compiles (``numrnn.kernels.cpu._ahead``,
+  with 2 or more CPUs).
+- ``timeraw_cold_compile_serial``: the same with that helper switched off
+  (``NUMRNN_COMPILE_AHEAD=0``): the kernels compile one after the other.
 - ``timeraw_warm_cache_first_fit``: a cache filled beforehand (once, in
   ``setup_cache``), so the kernels load from it.
 
@@ -53,14 +57,20 @@ class Compile:
     def teardown(self, warm_dir):
         shutil.rmtree(self.cold_root, ignore_errors=True)
 
-    def timeraw_cold_compile(self, warm_dir):
+    def _cold_setup(self, ahead):
         # a fresh, empty cache directory for every run (the setup part is not timed)
-        setup = (
+        return (
             "import os, tempfile, warnings\n"
             f"os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(dir={self.cold_root!r})\n"
+            f"os.environ['NUMRNN_COMPILE_AHEAD'] = {ahead!r}\n"
             "warnings.simplefilter('ignore')\n"
         )
-        return FIT_STEP, setup
+
+    def timeraw_cold_compile(self, warm_dir):
+        return FIT_STEP, self._cold_setup("1")
+
+    def timeraw_cold_compile_serial(self, warm_dir):
+        return FIT_STEP, self._cold_setup("0")
 
     def timeraw_warm_cache_first_fit(self, warm_dir):
         return FIT_STEP, CACHE_SETUP.format(cache_dir=warm_dir)

@@ -10,7 +10,7 @@ twins keep ``(B, T, .)`` (:data:`TIME_MAJOR` tells the layers which).
 import numpy as np
 from numba import njit
 
-from numrnn.kernels.cpu import _threads
+from numrnn.kernels.cpu import _ahead, _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -256,6 +256,9 @@ _FORWARD_BOUNDS = (18, 19)
 _BACKWARD_ROWS = (0, 6, 7, 8, 9, 10, 12, 16, 17)
 _BACKWARD_BOUNDS = (21, 22)
 _BACKWARD_SUMS = (13, 14, 15)
+#: the argument types of ``_backward_fast`` (``_ahead.signature``), which a
+#: cold first training call compiles while a helper compiles the forward
+_BACKWARD_TYPES = "3 2 3 3 3 3 m 2 3 2 2 3 3 2 2 1 2 2 2 b b i i"
 
 
 def _split_width(n_cols, dtype):
@@ -298,6 +301,8 @@ def lstm_forward(
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
         kernel_, extra = _forward_fast, ()
+        # a backward call follows (the layers' inference calls run lstm_infer)
+        _ahead.compile_pair(_forward_fast, args, _backward_fast, _BACKWARD_TYPES, x.dtype)
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
     _threads.call_in_blocks(

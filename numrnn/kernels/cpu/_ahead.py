@@ -1,0 +1,167 @@
+"""Compiling a training step's two kernels in two processes at once.
+
+On a cold numba cache, the first training step of a layer compiles two large
+kernels: the forward one (which keeps the caches) and the backward one. numba
+compiles one function at a time per process, under a global lock, so they
+compile one after the other. When neither kernel is in the cache and a second
+CPU is free, :func:`compile_pair` starts a helper Python process that compiles
+the forward kernel into numba's cache while this process compiles the
+backward one; it then waits for the helper, and the forward call loads its
+kernel from the cache.
+
+Nothing changes in the compiled code or the results. The helper starts only
+when:
+
+- ``NUMRNN_COMPILE_AHEAD`` is not ``0`` (or ``false``, ``no``, ``off``);
+- numba can cache both kernels (else the helper's work would be lost), and
+  neither is compiled in this process or found in the cache: with a warm cache
+  nothing starts;
+- the process may use at least 2 CPUs, and runs a normal Python interpreter
+  (not a frozen application).
+
+If the helper fails (it cannot start, crashes, or runs longer than
+:data:`WAIT_S`), this process compiles the forward kernel itself, as it would
+without the helper.
+"""
+
+import importlib
+import os
+import subprocess
+import sys
+import threading
+
+from numba import types
+
+#: the longest a forward call waits for its helper
+WAIT_S = 300.0
+
+_LOCK = threading.Lock()
+_SEEN = set()
+
+_SCALARS = {"b": types.boolean, "i": types.int64}
+
+
+def signature(codes, dtype):
+    """numba argument types from a code string, one code per argument: a digit
+    ``n`` is an ``n``-D C-contiguous array of ``dtype``, ``m`` a 2-D bool
+    array (the mask), ``b`` a bool and ``i`` an integer (as the kernel
+    wrappers pass them)."""
+    element = types.float32 if str(dtype) == "float32" else types.float64
+    out = []
+    for code in codes.split():
+        if code.isdigit():
+            out.append(types.Array(element, int(code), "C"))
+        elif code == "m":
+            out.append(types.Array(types.boolean, 2, "C"))
+        else:
+            out.append(_SCALARS[code])
+    return tuple(out)
+
+
+def _codes(sig, dtype):
+    # the code string of a signature, or None when it has a type that
+    # signature() does not make (another layout, a read-only array, ...)
+    codes = " ".join(_code(t, dtype) or "?" for t in sig)
+    return None if "?" in codes or signature(codes, dtype) != sig else codes
+
+
+def _code(t, dtype):
+    if isinstance(t, types.Array):
+        return "m" if t.dtype == types.boolean else str(t.ndim)
+    for code, scalar in _SCALARS.items():
+        if t == scalar:
+            return code
+    return None
+
+
+def enabled():
+    """Whether a helper process may compile ahead (``NUMRNN_COMPILE_AHEAD``)."""
+    value = os.environ.get("NUMRNN_COMPILE_AHEAD", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cached(dispatcher, sig):
+    """Whether numba's on-disk cache holds ``dispatcher``'s kernel for
+    ``sig``; None when that cannot be told (caching off, or numba internals
+    that changed: numba has no public call for this)."""
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(sig, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:
+        return None
+
+
+def _cold(dispatcher, sig):
+    # compiled neither in this process nor in the (usable) cache
+    return sig not in dispatcher.overloads and cached(dispatcher, sig) is False
+
+
+def compile_pair(forward, forward_args, backward, backward_codes, dtype):
+    """Before a training forward call: compile ``forward`` (for the types of
+    ``forward_args``) in a helper process and ``backward`` (for
+    ``signature(backward_codes, dtype)``) here, at the same time, when both
+    are cold (see the module's notes); else do nothing. Cheap after the first
+    call for a pair and dtype."""
+    key = (forward, backward, str(dtype))
+    if key in _SEEN:
+        return
+    with _LOCK:
+        if key in _SEEN:
+            return
+        _SEEN.add(key)
+        if not enabled() or _usable_cpus() < 2 or getattr(sys, "frozen", False):
+            return
+        if not sys.executable:
+            return
+        forward_sig = tuple(forward.typeof_pyval(a) for a in forward_args)
+        forward_codes = _codes(forward_sig, dtype)
+        backward_sig = signature(backward_codes, dtype)
+        if forward_codes is None or not _cold(forward, forward_sig):
+            return
+        if not _cold(backward, backward_sig):
+            return
+        helper = _spawn(forward, forward_codes, str(dtype))
+        if helper is None:
+            return
+        try:
+            backward.compile(backward_sig)
+        finally:
+            try:
+                helper.wait(timeout=WAIT_S)
+            except BaseException:  # the wait timed out or was interrupted
+                helper.kill()
+                helper.wait()
+
+
+def _spawn(kernel, codes, dtype):
+    # a new interpreter that imports this numrnn (its directory first on the
+    # path) and compiles into the same cache (the environment is inherited)
+    package_root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    code = "import sys; from numrnn.kernels.cpu import _ahead; _ahead.compile_kernel(*sys.argv[1:])"
+    module, name = kernel.py_func.__module__, kernel.py_func.__name__
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, module, name, codes, dtype],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError:
+        return None
+
+
+def compile_kernel(module, name, codes, dtype):
+    """The helper's work: compile ``module.name`` for ``signature(codes,
+    dtype)`` (numba saves it to the cache)."""
+    getattr(importlib.import_module(module), name).compile(signature(codes, dtype))

@@ -1,0 +1,241 @@
+"""Compiling a training step's two kernels in two processes (numrnn.kernels.cpu._ahead).
+
+The helper must compile exactly the signature the layer then calls (else the
+parallel work is wasted), must start only when both kernels are cold, and
+must never change a result or fail a call.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import njit, types
+
+from numrnn import layers
+from numrnn.kernels.cpu import _ahead, lstm
+
+
+def _lstm_step(dtype, seed=0, **options):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5, 4, 3)).astype(dtype)
+    layer = layers.LSTM(6, return_sequences=True, seed=1, dtype=dtype, **options)
+    out = layer(x)
+    mask = np.ones((5, 4), dtype=bool)
+    mask[1, 2:] = False
+    cot = [rng.normal(size=out.shape).astype(dtype)]
+    grads = layer.vjp(x, cot, mask=mask, training=True)
+    return np.asarray(out), grads
+
+
+def test_signature_codes():
+    sig = _ahead.signature("3 2 m 1 b i", "float32")
+    assert sig == (
+        types.Array(types.float32, 3, "C"),
+        types.Array(types.float32, 2, "C"),
+        types.Array(types.boolean, 2, "C"),
+        types.Array(types.float32, 1, "C"),
+        types.boolean,
+        types.int64,
+    )
+    assert _ahead.signature("2", "float64") == (types.Array(types.float64, 2, "C"),)
+    assert _ahead._codes(sig, "float32") == "3 2 m 1 b i"
+    # types the code strings do not make: no helper for such a call
+    assert _ahead._codes((types.Array(types.float32, 2, "A"),), "float32") is None
+    assert _ahead._codes((types.Array(types.float32, 2, "C", readonly=True),), "float32") is None
+    assert _ahead._codes((types.Array(types.float64, 2, "C"),), "float32") is None
+    assert _ahead._codes((types.float64,), "float32") is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("options", [{}, {"go_backwards": True, "recurrent_dropout": 0.3}])
+def test_lstm_backward_types_are_the_ones_the_layer_calls(dtype, options):
+    """The backward signature compiled next to the forward one is the one a
+    training step then calls (a mismatch would compile a kernel never used)."""
+    _lstm_step(dtype, **options)
+    expected = _ahead.signature(lstm._BACKWARD_TYPES, dtype)
+    assert expected in lstm._backward_fast.signatures
+
+
+def test_cached_is_none_without_a_cache():
+    @njit
+    def uncached(a):
+        return a + 1
+
+    uncached(1)
+    assert _ahead.cached(uncached, (types.int64,)) is None
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """compile_pair's first-call state cleared, both kernels reported cold,
+    two CPUs, and the helper start recorded instead of run."""
+    monkeypatch.setattr(_ahead, "_SEEN", set())
+    monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: True)
+    monkeypatch.setattr(_ahead, "_usable_cpus", lambda: 2)
+    monkeypatch.delenv("NUMRNN_COMPILE_AHEAD", raising=False)
+    started = []
+
+    def record(kernel, codes, dtype):
+        started.append((kernel, codes, dtype))
+        return None  # as if the helper could not start
+
+    monkeypatch.setattr(_ahead, "_spawn", record)
+    return started
+
+
+def _forward_args(dtype):
+    b, t, f, u = 2, 3, 2, 4
+    zeros = lambda *shape: np.zeros(shape, dtype=dtype)  # noqa: E731
+    return (
+        zeros(b, t, f), zeros(f, 4 * u), zeros(t, b, 4 * u), np.ones((b, t), dtype=bool),
+        zeros(b, u), zeros(b, u), zeros(b, u), zeros(b, t, u), zeros(t, b, u), zeros(t, b, u),
+        zeros(t, b, u), zeros(t, b, u), zeros(b, u), zeros(b, u), zeros(u, 4 * u), zeros(4 * u),
+        False, False, 0, b,
+    )  # fmt: skip
+
+
+def _pair(dtype="float32", args=None):
+    _ahead.compile_pair(
+        lstm._forward_fast, args or _forward_args(dtype), lstm._backward_fast,
+        lstm._BACKWARD_TYPES, np.dtype(dtype),
+    )  # fmt: skip
+
+
+def test_helper_gets_the_forward_signature_once(fresh):
+    _pair()
+    _pair()
+    assert len(fresh) == 1
+    kernel, codes, dtype = fresh[0]
+    assert kernel is lstm._forward_fast and dtype == "float32"
+    assert codes == "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i"
+    _pair("float64")
+    assert len(fresh) == 2 and fresh[1][2] == "float64"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "Off", "no"])
+def test_switched_off(fresh, monkeypatch, value):
+    monkeypatch.setenv("NUMRNN_COMPILE_AHEAD", value)
+    _pair()
+    assert fresh == []
+
+
+def test_no_helper_on_one_cpu(fresh, monkeypatch):
+    monkeypatch.setattr(_ahead, "_usable_cpus", lambda: 1)
+    _pair()
+    assert fresh == []
+
+
+def test_no_helper_when_a_kernel_is_warm(fresh, monkeypatch):
+    monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: dispatcher is lstm._forward_fast)
+    _pair()
+    monkeypatch.setattr(_ahead, "_SEEN", set())
+    monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: dispatcher is lstm._backward_fast)
+    _pair()
+    assert fresh == []
+
+
+def test_no_helper_for_arguments_it_cannot_name(fresh):
+    args = list(_forward_args("float32"))
+    args[0] = np.asfortranarray(np.zeros((2, 3, 2), dtype="float32"))
+    _pair(args=tuple(args))
+    assert fresh == []
+
+
+def test_a_failed_helper_changes_nothing(monkeypatch):
+    """A helper that dies leaves this process to compile (or load) the forward
+    kernel itself; the step's numbers are the same."""
+    expected_out, expected_grads = _lstm_step("float64", seed=4)
+    monkeypatch.setattr(_ahead, "_SEEN", set())
+    monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: True)
+    monkeypatch.setattr(_ahead, "_usable_cpus", lambda: 2)
+    monkeypatch.delenv("NUMRNN_COMPILE_AHEAD", raising=False)
+    crashes = []
+
+    def crashing(kernel, codes, dtype):
+        crashes.append(kernel)
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    monkeypatch.setattr(_ahead, "_spawn", crashing)
+    out, grads = _lstm_step("float64", seed=4)
+    assert crashes == [lstm._forward_fast]
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(grads[1], expected_grads[1])
+    for got, want in zip(grads[0], expected_grads[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+_COLD_CHILD = """
+import json, subprocess, sys
+import numpy as np
+from numrnn import layers
+from numrnn.kernels.cpu import _ahead, lstm
+helpers = []
+real_popen = subprocess.Popen
+class Recording(real_popen):
+    def __init__(self, args, **kwargs):
+        super().__init__(args, **kwargs)
+        helpers.append(args)
+    def wait(self, timeout=None):
+        code = super().wait(timeout)
+        helpers.append(code)
+        return code
+_ahead.subprocess.Popen = Recording
+rng = np.random.default_rng(0)
+x = rng.normal(size=(5, 4, 3)).astype("float32")
+layer = layers.LSTM(6, return_sequences=True, seed=1)
+cot = [rng.normal(size=(5, 4, 6)).astype("float32")]
+grads = layer.vjp(x, cot, training=True)
+forward_loaded = [s for s in lstm._forward_fast.signatures]
+print(json.dumps({
+    "helpers": [h if isinstance(h, int) else h[-4:] for h in helpers],
+    "forward_cached": [_ahead.cached(lstm._forward_fast, s) for s in forward_loaded],
+    "forward_hits": sum(lstm._forward_fast.stats.cache_hits.values()),
+    "forward_misses": sum(lstm._forward_fast.stats.cache_misses.values()),
+    "backward_cached": _ahead.cached(
+        lstm._backward_fast, _ahead.signature(lstm._BACKWARD_TYPES, "float32")),
+    "grads": [np.asarray(g).ravel().tolist() for g in list(grads[0]) + [grads[1]]],
+}))
+"""
+
+
+def _cold_child(cache_dir, **env):
+    run = subprocess.run(
+        [sys.executable, "-c", _COLD_CHILD],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), **env},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the helper needs 2 CPUs")
+def test_cold_cache_compiles_in_a_helper_then_nothing_starts(tmp_path):
+    """A real cold start: one helper compiles the forward kernel into the
+    cache (exit code 0) while the process compiles the backward one; a second
+    process with that cache starts none; both give the in-process numbers."""
+    cold = _cold_child(tmp_path, NUMRNN_COMPILE_AHEAD="1")
+    assert cold["helpers"] == [
+        ["numrnn.kernels.cpu.lstm", "_forward_fast", "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i",
+         "float32"],
+        0,
+    ]  # fmt: skip
+    assert cold["forward_cached"] == [True]
+    # this process loaded the forward kernel that the helper compiled
+    assert (cold["forward_hits"], cold["forward_misses"]) == (1, 0)
+    assert cold["backward_cached"] is True
+    warm = _cold_child(tmp_path, NUMRNN_COMPILE_AHEAD="1")
+    assert warm["helpers"] == []
+    assert (warm["forward_hits"], warm["forward_misses"]) == (1, 0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4, 3)).astype("float32")
+    layer = layers.LSTM(6, return_sequences=True, seed=1)
+    cot = [rng.normal(size=(5, 4, 6)).astype("float32")]
+    grads = layer.vjp(x, cot, training=True)
+    wanted = list(grads[0]) + [grads[1]]
+    assert len(cold["grads"]) == len(wanted) == 4
+    for got_cold, got_warm, want in zip(cold["grads"], warm["grads"], wanted):
+        np.testing.assert_array_equal(np.asarray(got_cold), np.ravel(want))
+        np.testing.assert_array_equal(np.asarray(got_warm), np.ravel(want))
