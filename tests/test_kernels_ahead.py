@@ -68,21 +68,21 @@ def test_cached_is_none_without_a_cache():
     assert _ahead.cached(uncached, (types.int64,)) is None
 
 
-@pytest.fixture
-def fresh(monkeypatch):
-    """compile_pair's first-call state cleared, both kernels reported cold,
-    two CPUs, and the helper start recorded instead of run."""
+def _all_cold(monkeypatch, spawn):
+    # compile_pair's first-call state cleared, both kernels reported cold,
+    # two CPUs, and spawn(kernel, codes, dtype) in place of the helper start
     monkeypatch.setattr(_ahead, "_SEEN", set())
     monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: True)
     monkeypatch.setattr(_ahead, "_usable_cpus", lambda: 2)
     monkeypatch.delenv("NUMRNN_COMPILE_AHEAD", raising=False)
+    monkeypatch.setattr(_ahead, "_spawn", spawn)
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """All cold, and each helper start recorded (as if it could not start)."""
     started = []
-
-    def record(kernel, codes, dtype):
-        started.append((kernel, codes, dtype))
-        return None  # as if the helper could not start
-
-    monkeypatch.setattr(_ahead, "_spawn", record)
+    _all_cold(monkeypatch, lambda kernel, codes, dtype: started.append((kernel, codes, dtype)))
     return started
 
 
@@ -148,17 +148,13 @@ def test_a_failed_helper_changes_nothing(monkeypatch):
     """A helper that dies leaves this process to compile (or load) the forward
     kernel itself; the step's numbers are the same."""
     expected_out, expected_grads = _lstm_step("float64", seed=4)
-    monkeypatch.setattr(_ahead, "_SEEN", set())
-    monkeypatch.setattr(_ahead, "_cold", lambda dispatcher, sig: True)
-    monkeypatch.setattr(_ahead, "_usable_cpus", lambda: 2)
-    monkeypatch.delenv("NUMRNN_COMPILE_AHEAD", raising=False)
     crashes = []
 
     def crashing(kernel, codes, dtype):
         crashes.append(kernel)
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
-    monkeypatch.setattr(_ahead, "_spawn", crashing)
+    _all_cold(monkeypatch, crashing)
     out, grads = _lstm_step("float64", seed=4)
     assert crashes == [lstm._forward_fast]
     np.testing.assert_array_equal(out, expected_out)
