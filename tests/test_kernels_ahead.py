@@ -235,3 +235,29 @@ def test_cold_cache_compiles_in_a_helper_then_nothing_starts(tmp_path):
     for got_cold, got_warm, want in zip(cold["grads"], warm["grads"], wanted):
         np.testing.assert_array_equal(np.asarray(got_cold), np.ravel(want))
         np.testing.assert_array_equal(np.asarray(got_warm), np.ravel(want))
+
+
+def test_a_slow_helper_is_stopped(monkeypatch):
+    """A helper past WAIT_S is killed, and the call goes on."""
+    expected_out, expected_grads = _lstm_step("float64", seed=5)
+    helpers = []
+
+    def sleeping(kernel, codes, dtype):
+        helpers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return helpers[-1]
+
+    _all_cold(monkeypatch, sleeping)
+    monkeypatch.setattr(_ahead, "WAIT_S", 0.05)
+    out, grads = _lstm_step("float64", seed=5)
+    assert len(helpers) == 1 and helpers[0].returncode is not None
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(grads[1], expected_grads[1])
+
+
+def test_no_helper_without_numba_jit(fresh):
+    """With NUMBA_DISABLE_JIT the kernels are plain functions: nothing starts."""
+    _ahead.compile_pair(
+        lstm._forward_fast.py_func, _forward_args("float32"), lstm._backward_fast.py_func,
+        lstm._BACKWARD_TYPES, np.dtype("float32"),
+    )  # fmt: skip
+    assert fresh == []

@@ -119,8 +119,8 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype):
         _SEEN.add(key)
         if not enabled() or _usable_cpus() < 2 or getattr(sys, "frozen", False):
             return
-        if not sys.executable:
-            return
+        if not sys.executable or not hasattr(forward, "overloads"):
+            return  # no interpreter to start, or numba's JIT is off (NUMBA_DISABLE_JIT)
         forward_sig = tuple(forward.typeof_pyval(a) for a in forward_args)
         forward_codes = _codes(forward_sig, dtype)
         backward_sig = signature(backward_codes, dtype)
@@ -133,12 +133,14 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype):
             return
         try:
             backward.compile(backward_sig)
-        finally:
-            try:
-                helper.wait(timeout=WAIT_S)
-            except BaseException:  # the wait timed out or was interrupted
-                helper.kill()
-                helper.wait()
+            helper.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            helper.kill()  # the forward kernel then compiles here
+            helper.wait()
+        except BaseException:  # an interrupt, or a compile error to report
+            helper.kill()
+            helper.wait()
+            raise
 
 
 def _spawn(kernel, codes, dtype):
