@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from numba import njit, types
 
-from numrnn import layers
-from numrnn.kernels.cpu import _ahead, lstm
+from numrnn import Sequential, layers
+from numrnn.kernels.cpu import _ahead, gru, lstm, simple_rnn
 
 
 def _lstm_step(dtype, seed=0, **options):
@@ -49,14 +49,38 @@ def test_signature_codes():
     assert _ahead._codes((types.float64,), "float32") is None
 
 
+def _training_step(name, dtype, seed=0, **options):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5, 4, 3)).astype(dtype)
+    layer = getattr(layers, name)(6, return_sequences=True, seed=1, dtype=dtype, **options)
+    mask = np.ones((5, 4), dtype=bool)
+    mask[1, 2:] = False
+    cot = [rng.normal(size=(5, 4, 6)).astype(dtype)]
+    return layer, layer.vjp(x, cot, mask=mask, training=True)
+
+
+BACKWARDS = [
+    ("LSTM", {}, lambda: (lstm._backward_fast, lstm._BACKWARD_TYPES)),
+    ("LSTM", {"go_backwards": True, "recurrent_dropout": 0.3},
+     lambda: (lstm._backward_fast, lstm._BACKWARD_TYPES)),
+    ("LSTM", {"activation": "relu"},
+     lambda: (lstm._backward_generic, lstm._BACKWARD_TYPES_GENERIC)),
+    ("GRU", {}, lambda: (gru._backward_loop_ra, gru._BACKWARD_TYPES_RA)),
+    ("GRU", {"reset_after": False, "recurrent_dropout": 0.3},
+     lambda: (gru._backward_loop_rb, gru._BACKWARD_TYPES_RB)),
+    ("SimpleRNN", {"activation": "relu"},
+     lambda: (simple_rnn._backward_loop, simple_rnn._BACKWARD_TYPES)),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("options", [{}, {"go_backwards": True, "recurrent_dropout": 0.3}])
-def test_lstm_backward_types_are_the_ones_the_layer_calls(dtype, options):
+@pytest.mark.parametrize(("name", "options", "backward"), BACKWARDS)
+def test_backward_types_are_the_ones_the_layer_calls(dtype, name, options, backward):
     """The backward signature compiled next to the forward one is the one a
     training step then calls (a mismatch would compile a kernel never used)."""
-    _lstm_step(dtype, **options)
-    expected = _ahead.signature(lstm._BACKWARD_TYPES, dtype)
-    assert expected in lstm._backward_fast.signatures
+    _training_step(name, dtype, **options)
+    kernel, codes = backward()
+    assert _ahead.signature(codes, dtype) in kernel.signatures
 
 
 def test_cached_is_none_without_a_cache():
@@ -166,8 +190,8 @@ def test_a_failed_helper_changes_nothing(monkeypatch):
 _COLD_CHILD = """
 import json, subprocess, sys
 import numpy as np
-from numrnn import layers
-from numrnn.kernels.cpu import _ahead, lstm
+from numrnn import Sequential, layers
+from numrnn.kernels.cpu import _ahead, gru, lstm, simple_rnn
 helpers = []
 real_popen = subprocess.Popen
 class Recording(real_popen):
@@ -261,3 +285,20 @@ def test_no_helper_without_numba_jit(fresh):
         lstm._BACKWARD_TYPES, np.dtype("float32"),
     )  # fmt: skip
     assert fresh == []
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("LSTM", {}), ("LSTM", {"activation": "relu"}), ("GRU", {}),
+                          ("GRU", {"reset_after": False}), ("SimpleRNN", {})],
+)  # fmt: skip
+def test_only_training_steps_start_a_helper(fresh, name, options):
+    """Inference calls (their forward kernels run without a backward call
+    after them) start nothing; a training step starts one helper."""
+    x = np.random.default_rng(0).normal(size=(5, 4, 3)).astype("float32")
+    layer = getattr(layers, name)(6, return_sequences=True, seed=1, **options)
+    layer(x)
+    layer(x, training=True)
+    Sequential([layer]).predict(x)
+    assert fresh == []
+    _training_step(name, "float32", **options)
+    assert len(fresh) == 1

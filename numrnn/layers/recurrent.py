@@ -783,7 +783,7 @@ class SimpleRNN(RNN):
         backend.simple_rnn.simple_rnn_forward(
             x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
-            out, gates, h_prev, h_used, h_final,
+            out, gates, h_prev, h_used, h_final, backward_follows=not outputs_only(),
         )  # fmt: skip
         return [h_final], (gates, h_used)
 
@@ -870,6 +870,7 @@ class LSTM(RNN):
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final,
+            backward_follows=not outputs_only(),
         )  # fmt: skip
         return [h_final, c_final], (gates, h_used, c_prev, c_act)
 
@@ -941,7 +942,7 @@ class GRU(RNN):
             x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
-            out, gates, h_prev, h_used, extra, h_final,
+            out, gates, h_prev, h_used, extra, h_final, backward_follows=not outputs_only(),
         )  # fmt: skip
         return [h_final], (gates, h_prev, h_used, extra)
 

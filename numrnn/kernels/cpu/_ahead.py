@@ -3,11 +3,13 @@
 On a cold numba cache, the first training step of a layer compiles two large
 kernels: the forward one (which keeps the caches) and the backward one. numba
 compiles one function at a time per process, under a global lock, so they
-compile one after the other. When neither kernel is in the cache and a second
-CPU is free, :func:`compile_pair` starts a helper Python process that compiles
-the forward kernel into numba's cache while this process compiles the
-backward one; it then waits for the helper, and the forward call loads its
-kernel from the cache.
+compile one after the other. The cells' forward wrappers, called with
+``backward_follows=True`` (the layers pass it outside inference calls), call
+:func:`compile_pair` first. When neither kernel is in the cache and a second
+CPU is free, it starts a helper Python process that compiles the forward
+kernel into numba's cache while this process compiles the backward one; it
+then waits for the helper, and the forward call loads its kernel from the
+cache.
 
 Nothing changes in the compiled code or the results. The helper starts only
 when:

@@ -9,7 +9,7 @@ product with ``R_h``; bias ``(3U,)``). See ``_common`` for the conventions.
 import numpy as np
 from numba import njit
 
-from numrnn.kernels.cpu import _threads
+from numrnn.kernels.cpu import _ahead, _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -175,24 +175,36 @@ _BACKWARD_ROWS_RA = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16)
 _BACKWARD_SUMS_RA = (13, 14, 15)
 _BACKWARD_ROWS_RB = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15)
 _BACKWARD_SUMS_RB = (12, 13, 14)
+# the backward loops' argument types (``_ahead.signature``), for compiling
+# them while a helper process compiles the forward loop
+_BACKWARD_TYPES_RA = "3 2 3 3 3 3 m 2 3 2 3 3 3 2 2 2 2 2 i i b b"
+_BACKWARD_TYPES_RB = "3 2 3 3 3 3 m 2 3 2 3 3 2 2 1 2 2 i i b b"
 
 
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, rec_h, h_final,
+    out, gates, h_prev, h_used, rec_h, h_final, backward_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=True``; ``bias`` is ``(2, 3U)`` (input, recurrent).
 
     Caches: ``gates`` (B, T, 3U) activated z, r, hh; ``h_prev``/``h_used``
     (B, T, U); ``rec_h`` (B, T, U) the recurrent candidate term
     ``h_used @ R_h + b_rec_h``.
+
+    ``backward_follows``: a backward call follows (a training step); on a
+    cold numba cache the two kernels then compile at once (``_ahead``).
     """
     batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, rec_h, h_final)
     shared = (
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
+    if backward_follows:
+        _ahead.compile_pair(
+            _forward_loop_ra, batch + shared, _backward_loop_ra,
+            _BACKWARD_TYPES_RA, x.dtype,
+        )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), gates)
 
 
@@ -385,7 +397,7 @@ def _forward_loop_rb(
 def gru_forward_reset_before(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, r_h, h_final,
+    out, gates, h_prev, h_used, r_h, h_final, backward_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=False``; ``bias`` is ``(3U,)``.
 
@@ -393,12 +405,20 @@ def gru_forward_reset_before(
     ``h_used`` (B, T, W); ``r_h`` (B, T, U) = ``r * h_used``, the operand of
     ``R_h``. With per-gate dropout (``W = 3U``) the candidate's dropped state
     is the last ``U`` columns of ``h_used``.
+
+    ``backward_follows``: a backward call follows (a training step); on a
+    cold numba cache the two kernels then compile at once (``_ahead``).
     """
     batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, r_h, h_final)
     shared = (
         recurrent_kernel, bias, int(activation), int(recurrent_activation),
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
+    if backward_follows:
+        _ahead.compile_pair(
+            _forward_loop_rb, batch + shared, _backward_loop_rb,
+            _BACKWARD_TYPES_RB, x.dtype,
+        )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), gates)
 
 

@@ -256,9 +256,10 @@ _FORWARD_BOUNDS = (18, 19)
 _BACKWARD_ROWS = (0, 6, 7, 8, 9, 10, 12, 16, 17)
 _BACKWARD_BOUNDS = (21, 22)
 _BACKWARD_SUMS = (13, 14, 15)
-#: the argument types of ``_backward_fast`` (``_ahead.signature``), which a
-#: cold first training call compiles while a helper compiles the forward
+# the backward kernels' argument types (``_ahead.signature``), for compiling
+# one while a helper process compiles the forward kernel
 _BACKWARD_TYPES = "3 2 3 3 3 3 m 2 3 2 2 3 3 2 2 1 2 2 2 b b i i"
+_BACKWARD_TYPES_GENERIC = _BACKWARD_TYPES + " i i"
 
 
 def _split_width(n_cols, dtype):
@@ -274,7 +275,7 @@ def _fast(activation, recurrent_activation):
 def lstm_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final,
+    out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final, backward_follows=False,
 ):  # fmt: skip
     """LSTM over a whole sequence.
 
@@ -292,6 +293,9 @@ def lstm_forward(
     allows (AVX-512, widths that fill its panels), else by a BLAS call.
     tanh/sigmoid cells (the default) run a vectorised loop compiled on its
     own; other activations a generic one.
+
+    ``backward_follows``: a backward call follows (a training step); on a
+    cold numba cache the two kernels then compile at once (``_ahead``).
     """
     n_batch = x.shape[0]
     args = (
@@ -301,10 +305,12 @@ def lstm_forward(
     )  # fmt: skip
     if _fast(activation, recurrent_activation):
         kernel_, extra = _forward_fast, ()
-        # a backward call follows (the layers' inference calls run lstm_infer)
-        _ahead.compile_pair(_forward_fast, args, _backward_fast, _BACKWARD_TYPES, x.dtype)
+        backward, backward_types = _backward_fast, _BACKWARD_TYPES
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
+        backward, backward_types = _backward_generic, _BACKWARD_TYPES_GENERIC
+    if backward_follows:
+        _ahead.compile_pair(kernel_, args + extra, backward, backward_types, x.dtype)
     _threads.call_in_blocks(
         kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS,
         max_width=_split_width(recurrent_kernel.shape[1], x.dtype),

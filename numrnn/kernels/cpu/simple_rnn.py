@@ -7,7 +7,7 @@ array conventions shared by every recurrent kernel.
 import numpy as np
 from numba import njit
 
-from numrnn.kernels.cpu import _threads
+from numrnn.kernels.cpu import _ahead, _threads
 from numrnn.kernels.cpu._common import (
     JIT,
     JIT_FMA,
@@ -69,17 +69,23 @@ def _forward_loop(
 _FORWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9)
 _BACKWARD_ROWS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 13)
 _BACKWARD_SUMS = (10, 11, 12)
+# the backward loop's argument types (``_ahead.signature``), for compiling it
+# while a helper process compiles the forward loop
+_BACKWARD_TYPES = "3 2 3 3 m 2 3 2 3 3 2 2 1 2 2 i b b"
 
 
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, go_backwards, zero_output_for_mask,
-    out, states, h_prev, h_used, h_final,
+    out, states, h_prev, h_used, h_final, backward_follows=False,
 ):  # fmt: skip
     """SimpleRNN over a whole sequence.
 
     Caches: ``states`` (B, T, U) the candidate state of each step,
     ``h_prev``/``h_used`` (B, T, U) the state entering each step.
+
+    ``backward_follows``: a backward call follows (a training step); on a
+    cold numba cache the two kernels then compile at once (``_ahead``).
     """
     batch = (x, kernel, states, mask, h0, rec_mask, out, h_prev, h_used, h_final)
     shared = (
@@ -89,6 +95,8 @@ def simple_rnn_forward(
         bool(go_backwards),
         bool(zero_output_for_mask),
     )
+    if backward_follows:
+        _ahead.compile_pair(_forward_loop, batch + shared, _backward_loop, _BACKWARD_TYPES, x.dtype)
     _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states)
 
 
