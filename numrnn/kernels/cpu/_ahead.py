@@ -63,11 +63,11 @@ def signature(codes, dtype):
 def _codes(sig, dtype):
     # the code string of a signature, or None when it has a type that
     # signature() does not make (another layout, a read-only array, ...)
-    codes = " ".join(_code(t, dtype) or "?" for t in sig)
+    codes = " ".join(_code(t) or "?" for t in sig)
     return None if "?" in codes or signature(codes, dtype) != sig else codes
 
 
-def _code(t, dtype):
+def _code(t):
     if isinstance(t, types.Array):
         return "m" if t.dtype == types.boolean else str(t.ndim)
     for code, scalar in _SCALARS.items():
