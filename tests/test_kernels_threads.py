@@ -7,6 +7,11 @@ compared with the serial call, with masks (a fully masked row included),
 recurrent dropout, go_backwards, initial states and non-default activations.
 """
 
+import os
+import pickle
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -161,3 +166,43 @@ def test_lstm_row_blocks_sum_weight_gradients_over_staged_steps(spy, monkeypatch
     tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == "float64" else {"rtol": 2e-5, "atol": 1e-6}
     for got, want in zip(split, serial, strict=True):
         np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_forked_child_runs_blocks_on_its_own_threads(spy):
+    # the parent's pool threads exist when it forks; the child's blocks used
+    # to wait forever on them
+    name, options = "LSTM", {}
+    parent = _run(name, options, "float64")
+    assert len(spy) == 4
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its numbers, or its error, and leave
+        code = 1
+        try:
+            child = _run(name, options, "float64")
+            blocks = len(spy) - 4
+            payload = pickle.dumps((blocks, child))
+            code = 0
+        except BaseException as error:  # noqa: BLE001 - reported to the parent
+            payload = pickle.dumps(repr(error))
+        finally:
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(payload)
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + 120
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's batch-parallel call did not finish in 120 s")
+        time.sleep(0.05)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pickle.loads(pipe.read())
+    assert isinstance(result, tuple), f"the child failed: {result}"
+    blocks, child = result
+    assert blocks == 4, "the child should run 2 of 3 blocks on its pool, forward and backward"
+    for got, want in zip(child, parent, strict=True):
+        np.testing.assert_array_equal(got, want)

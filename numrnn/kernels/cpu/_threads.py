@@ -16,7 +16,9 @@ Thread count: the smaller of numba's (``NUMBA_NUM_THREADS``,
 per-worker limits) bound it. While the blocks run, BLAS is held to one
 thread, so that the two thread pools do not oversubscribe the cores. One
 batch-parallel call runs at a time; a call made meanwhile from another
-thread runs serially.
+thread runs serially. A child process made by ``os.fork`` (``multiprocessing``'s
+"fork" start method) has none of its parent's threads: it starts its own
+pool at its first batch-parallel call.
 """
 
 import os
@@ -59,6 +61,19 @@ def _thread_budget():
     for lib in _blas_controller().lib_controllers:
         budget = min(budget, lib.get_num_threads())
     return budget
+
+
+def _forget_threads():
+    # in a forked child: the parent's pool threads do not exist here (work
+    # submitted to them would never run), and the lock may have been held by
+    # one of the parent's other threads
+    global _LOCK
+    _STATE.pop("pool", None)
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
 
 
 def _pool():
