@@ -179,7 +179,7 @@ def test_a_forked_child_runs_blocks_on_its_own_threads(spy):
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report its numbers, or its error, and leave
-        code = 1
+        code, payload = 1, b""  # the child never returns into pytest
         try:
             child = _run(name, options, "float64")
             blocks = len(spy) - 4
