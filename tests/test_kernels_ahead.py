@@ -106,7 +106,10 @@ def _all_cold(monkeypatch, spawn):
 def fresh(monkeypatch):
     """All cold, and each helper start recorded (as if it could not start)."""
     started = []
-    _all_cold(monkeypatch, lambda kernel, codes, dtype: started.append((kernel, codes, dtype)))
+    _all_cold(
+        monkeypatch,
+        lambda kernel, codes, dtype, *blocks: started.append((kernel, codes, dtype, *blocks)),
+    )
     return started
 
 
@@ -132,8 +135,9 @@ def test_helper_gets_the_forward_signature_once(fresh):
     _pair()
     _pair()
     assert len(fresh) == 1
-    kernel, codes, dtype = fresh[0]
+    kernel, codes, dtype, blocks, backward_codes = fresh[0]
     assert kernel is lstm._forward_fast and dtype == "float32"
+    assert (blocks, backward_codes) == (1, lstm._BACKWARD_TYPES)
     assert codes == "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i"
     _pair("float64")
     assert len(fresh) == 2 and fresh[1][2] == "float64"
@@ -174,7 +178,7 @@ def test_a_failed_helper_changes_nothing(monkeypatch):
     expected_out, expected_grads = _lstm_step("float64", seed=4)
     crashes = []
 
-    def crashing(kernel, codes, dtype):
+    def crashing(kernel, codes, dtype, *blocks):
         crashes.append(kernel)
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
@@ -191,7 +195,10 @@ _COLD_CHILD = """
 import json, subprocess, sys
 import numpy as np
 from numrnn import Sequential, layers
-from numrnn.kernels.cpu import _ahead, gru, lstm, simple_rnn
+from numrnn.kernels.cpu import _ahead, _blocks, _threads, gru, lstm, simple_rnn
+if "--split" in sys.argv:  # 2 row blocks of the 5 rows
+    _threads.MIN_ROWS, _threads.MIN_WORK = 2, 0
+    _threads._thread_budget = lambda: 2
 helpers = []
 real_popen = subprocess.Popen
 class Recording(real_popen):
@@ -210,7 +217,9 @@ cot = [rng.normal(size=(5, 4, 6)).astype("float32")]
 grads = layer.vjp(x, cot, training=True)
 forward_loaded = [s for s in lstm._forward_fast.signatures]
 print(json.dumps({
-    "helpers": [h if isinstance(h, int) else h[-4:] for h in helpers],
+    "helpers": [h if isinstance(h, int) else h[-6:] for h in helpers],
+    "wrapper_hits": sum(_blocks._run_blocks.stats.cache_hits.values()),
+    "wrapper_misses": sum(_blocks._run_blocks.stats.cache_misses.values()),
     "forward_cached": [_ahead.cached(lstm._forward_fast, s) for s in forward_loaded],
     "forward_hits": sum(lstm._forward_fast.stats.cache_hits.values()),
     "forward_misses": sum(lstm._forward_fast.stats.cache_misses.values()),
@@ -221,9 +230,9 @@ print(json.dumps({
 """
 
 
-def _cold_child(cache_dir, **env):
+def _cold_child(cache_dir, *options, **env):
     run = subprocess.run(
-        [sys.executable, "-c", _COLD_CHILD],
+        [sys.executable, "-c", _COLD_CHILD, *options],
         env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), **env},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -239,7 +248,7 @@ def test_cold_cache_compiles_in_a_helper_then_nothing_starts(tmp_path):
     cold = _cold_child(tmp_path, NUMRNN_COMPILE_AHEAD="1")
     assert cold["helpers"] == [
         ["numrnn.kernels.cpu.lstm", "_forward_fast", "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i",
-         "float32"],
+         "float32", "1", lstm._BACKWARD_TYPES],
         0,
     ]  # fmt: skip
     assert cold["forward_cached"] == [True]
@@ -261,12 +270,30 @@ def test_cold_cache_compiles_in_a_helper_then_nothing_starts(tmp_path):
         np.testing.assert_array_equal(np.asarray(got_warm), np.ravel(want))
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the helper needs 2 CPUs")
+def test_the_helper_compiles_the_block_wrappers_of_a_split_step(tmp_path):
+    """Where the step runs in row blocks on numba's threads, the helper also
+    compiles both kernels' block wrappers: this process loads them."""
+    from numrnn.kernels.cpu import _blocks
+
+    if not _blocks.layer_ready():
+        pytest.skip(f"numba's threading layer is not one of {_blocks.SAFE_LAYERS}")
+    cold = _cold_child(tmp_path, "--split", NUMRNN_COMPILE_AHEAD="1")
+    assert cold["helpers"][0][-2:] == ["2", lstm._BACKWARD_TYPES]
+    assert cold["helpers"][1] == 0
+    assert (cold["forward_hits"], cold["forward_misses"]) == (1, 0)
+    assert (cold["wrapper_hits"], cold["wrapper_misses"]) == (2, 0)
+    serial = _cold_child(tmp_path, NUMRNN_COMPILE_AHEAD="1")
+    for split, whole in zip(cold["grads"], serial["grads"], strict=True):
+        np.testing.assert_allclose(split, whole, rtol=2e-5, atol=1e-6)
+
+
 def test_a_slow_helper_is_stopped(monkeypatch):
     """A helper past WAIT_S is killed, and the call goes on."""
     expected_out, expected_grads = _lstm_step("float64", seed=5)
     helpers = []
 
-    def sleeping(kernel, codes, dtype):
+    def sleeping(kernel, codes, dtype, *blocks):
         helpers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
         return helpers[-1]
 

@@ -5,6 +5,7 @@ allowed; here both are forced so that tiny shapes split into uneven row
 blocks (7 rows -> 2, 2, 3), and every output and gradient of every cell is
 compared with the serial call, with masks (a fully masked row included),
 recurrent dropout, go_backwards, initial states and non-default activations.
+Both runners are covered: numba's threads (``_blocks``) and the Python pool.
 """
 
 import os
@@ -14,9 +15,10 @@ import time
 
 import numpy as np
 import pytest
+from numba import njit
 
 from numrnn import layers
-from numrnn.kernels.cpu import _threads
+from numrnn.kernels.cpu import _blocks, _threads
 
 B, T, F, U = 7, 5, 3, 4
 MASK = np.ones((B, T), dtype=bool)
@@ -37,22 +39,42 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Force splitting into 3 blocks and count the blocks run on pool threads."""
+NATIVE = _blocks.layer_ready()
+
+
+class _OffThread(list):
+    """The runner ("numba" or "python") of each block run off the calling thread."""
+
+
+@pytest.fixture(params=["numba", "python"])
+def spy(request, monkeypatch):
+    """Force splitting into 3 blocks, on one runner, and record the blocks run
+    off the calling thread (the first block of a pool call runs on it)."""
+    if request.param == "numba" and not NATIVE:
+        pytest.skip(f"numba's threading layer is not one of {_blocks.SAFE_LAYERS}")
+    monkeypatch.setattr(_threads, "RUNNER", request.param)
     monkeypatch.setattr(_threads, "MIN_ROWS", 2)
     monkeypatch.setattr(_threads, "MIN_WORK", 0)
     monkeypatch.setattr(_threads, "_thread_budget", lambda: 3)
-    submitted = []
+    off_thread = _OffThread()
+    off_thread.runner = request.param
     real_pool = _threads._pool
+    real_native = _threads._run_native
 
     class CountingPool:
         def submit(self, fn, *args):
-            submitted.append(fn)
+            off_thread.append("python")
             return real_pool().submit(fn, *args)
 
+    def counting_native(kernel, args, calls):
+        ran = real_native(kernel, args, calls)
+        if ran == "blocks":
+            off_thread.extend(["numba"] * (len(calls) - 1))
+        return ran
+
     monkeypatch.setattr(_threads, "_pool", lambda: CountingPool())
-    return submitted
+    monkeypatch.setattr(_threads, "_run_native", counting_native)
+    return off_thread
 
 
 def _run(name, options, dtype, seed=0):
@@ -78,7 +100,7 @@ def _run(name, options, dtype, seed=0):
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_row_blocks_give_the_serial_numbers(spy, monkeypatch, name, options, dtype):
     split = _run(name, options, dtype)
-    assert len(spy) == 4, "forward and backward should each run 2 of 3 blocks on the pool"
+    assert spy == [spy.runner] * 4, "forward and backward should each run 2 of 3 blocks off thread"
     monkeypatch.setattr(_threads, "_thread_budget", lambda: 1)
     serial = _run(name, options, dtype)
     assert len(spy) == 4
@@ -136,7 +158,91 @@ def test_batch_sums_add_every_block(spy):
     total = np.full(1, np.nan)
     _threads.call_in_blocks(kernel, (rows, total), (0,), (1,), np.empty((7, 1, 1)))
     assert total[0] == rows.sum()
-    assert len(spy) == 2
+    assert spy == ["python"] * 2, "a Python function runs on the pool under either runner"
+
+
+@njit(cache=True, nogil=True)
+def _row_sums(rows, out, total):
+    # out: each row's sum; total: the sum and the count of the rows (summed
+    # over blocks)
+    total[0] = 0.0
+    total[1] = rows.shape[0]
+    for b in range(rows.shape[0]):
+        out[b] = rows[b].sum()
+        total[0] += out[b]
+
+
+@njit(cache=True, nogil=True)
+def _fails_on_a_four(rows, out, total):
+    for b in range(rows.shape[0]):
+        if rows[b, 0] == 4.0:
+            raise ValueError("row holds a four")
+        out[b] = 1.0
+    total[0] = 1.0
+
+
+@njit(cache=True, nogil=True)
+def _returns_a_value(rows, out, total):
+    return rows.shape[0]
+
+
+def test_compiled_blocks_run_on_the_spied_runner_and_sum(spy):
+    rows = np.arange(14.0).reshape(7, 2)
+    out = np.full(7, np.nan)
+    total = np.full(2, np.nan)
+    _threads.call_in_blocks(_row_sums, (rows, out, total), (0, 1), (2,), np.empty((7, 1, 1)))
+    np.testing.assert_array_equal(out, rows.sum(axis=1))
+    np.testing.assert_array_equal(total, [rows.sum(), 7])
+    assert spy == [spy.runner] * 2
+
+
+def test_a_failing_compiled_block_raises_its_error(spy):
+    rows = np.arange(14.0).reshape(7, 2)  # row 2 starts with a four: the second block
+    out = np.zeros(7)
+    total = np.zeros(1)
+    with pytest.raises(ValueError, match="row holds a four"):
+        _threads.call_in_blocks(
+            _fails_on_a_four, (rows, out, total), (0, 1), (2,), np.empty((7, 1, 1))
+        )
+    assert _threads._LOCK.acquire(blocking=False)
+    _threads._LOCK.release()
+    rows[2, 0] = 5.0
+    _threads.call_in_blocks(_fails_on_a_four, (rows, out, total), (0, 1), (2,), np.empty((7, 1, 1)))
+    np.testing.assert_array_equal(out, 1.0)
+    assert total[0] == 3.0, "one per block, summed over the 3 blocks"
+
+
+@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP or TBB")
+def test_kernels_that_return_values_or_mix_layouts_stay_on_the_pool(spy):
+    if spy.runner != "numba":
+        pytest.skip("the numba runner's fallbacks")
+    rows = np.arange(14.0).reshape(7, 2)
+    out, total = np.zeros(7), np.zeros(1)
+    _threads.call_in_blocks(_returns_a_value, (rows, out, total), (0, 1), (2,), (7, 1, 1))
+    assert spy == ["python"] * 2, "a kernel that returns a value has no address to call"
+    spy.clear()
+    # the batch sums are strided, their private copies per block contiguous:
+    # the blocks' argument types differ, so no one compiled kernel takes them all
+    total = np.full(4, np.nan)[::2]
+    _threads.call_in_blocks(_row_sums, (rows, out, total), (0, 1), (2,), (7, 1, 1))
+    np.testing.assert_array_equal(out, rows.sum(axis=1))
+    np.testing.assert_array_equal(total, [rows.sum(), 7])
+    assert spy == ["python"] * 2
+
+
+def test_numrnn_block_threads_must_name_a_runner():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import numrnn.kernels.cpu._threads"],
+        env={**os.environ, "NUMRNN_BLOCK_THREADS": "gpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "NUMRNN_BLOCK_THREADS must be 'numba' or 'python', got 'gpu'" in result.stderr
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -160,7 +266,7 @@ def test_lstm_row_blocks_sum_weight_gradients_over_staged_steps(spy, monkeypatch
         return [*outputs, *weight_grads, x_grad]
 
     split = run()
-    assert len(spy) == 4, "forward and backward should each run 2 of 3 blocks on the pool"
+    assert spy == [spy.runner] * 4, "forward and backward should each run 2 of 3 blocks off thread"
     monkeypatch.setattr(_threads, "_thread_budget", lambda: 1)
     serial = run()
     tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == "float64" else {"rtol": 2e-5, "atol": 1e-6}
@@ -175,14 +281,14 @@ def test_a_forked_child_runs_blocks_on_its_own_threads(spy):
     # to wait forever on them
     name, options = "LSTM", {}
     parent = _run(name, options, "float64")
-    assert len(spy) == 4
+    assert spy == [spy.runner] * 4
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report its numbers, or its error, and leave
         code, payload = 1, b""  # the child never returns into pytest
         try:
             child = _run(name, options, "float64")
-            blocks = len(spy) - 4
+            blocks = spy[4:]
             payload = pickle.dumps((blocks, child))
             code = 0
         except BaseException as error:  # noqa: BLE001 - reported to the parent
@@ -203,6 +309,41 @@ def test_a_forked_child_runs_blocks_on_its_own_threads(spy):
         result = pickle.loads(pipe.read())
     assert isinstance(result, tuple), f"the child failed: {result}"
     blocks, child = result
-    assert blocks == 4, "the child should run 2 of 3 blocks on its pool, forward and backward"
+    # numba's OpenMP threads cannot run in a forked child: its blocks go to a pool
+    assert blocks == ["python"] * 4, "the child should run 2 of 3 blocks on its pool, both ways"
     for got, want in zip(child, parent, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def _layer_ready_in_a_new_process(prelude="", **env):
+    import subprocess
+    import sys
+
+    code = prelude + "from numrnn.kernels.cpu import _blocks; print(_blocks.layer_ready())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "OMP_DISPLAY_ENV": "verbose", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1], result.stderr
+
+
+@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP")
+def test_openmp_starts_with_a_bounded_spin_count():
+    # GNU OpenMP prints its settings as it loads (OMP_DISPLAY_ENV)
+    ready, settings = _layer_ready_in_a_new_process()
+    assert ready == "True"
+    assert f"GOMP_SPINCOUNT = '{_blocks.SPIN_COUNT}'" in settings
+    ready, settings = _layer_ready_in_a_new_process(GOMP_SPINCOUNT="7")
+    assert ready == "True"
+    assert "GOMP_SPINCOUNT = '7'" in settings, "the user's setting wins"
+
+
+@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP")
+def test_no_numba_threads_when_openmp_loaded_with_its_default_spin_count():
+    ready, _ = _layer_ready_in_a_new_process("import ctypes; ctypes.CDLL('libgomp.so.1'); ")
+    assert ready == "False"

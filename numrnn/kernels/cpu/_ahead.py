@@ -9,7 +9,9 @@ compile one after the other. The cells' forward wrappers, called with
 CPU is free, it starts a helper Python process that compiles the forward
 kernel into numba's cache while this process compiles the backward one; it
 then waits for the helper, and the forward call loads its kernel from the
-cache.
+cache. Where the call runs in row blocks on numba's threads (``_threads``),
+the helper then compiles the block wrappers (``_blocks.run_blocks``) of both
+kernels too.
 
 Nothing changes in the compiled code or the results. The helper starts only
 when:
@@ -33,6 +35,8 @@ import sys
 import threading
 
 from numba import types
+
+from numrnn.kernels.cpu import _threads
 
 #: the longest a forward call waits for its helper
 WAIT_S = 300.0
@@ -106,12 +110,17 @@ def _cold(dispatcher, sig):
     return sig not in dispatcher.overloads and cached(dispatcher, sig) is False
 
 
-def compile_pair(forward, forward_args, backward, backward_codes, dtype):
+def compile_pair(forward, forward_args, backward, backward_codes, dtype, split=None):
     """Before a training forward call: compile ``forward`` (for the types of
     ``forward_args``) in a helper process and ``backward`` (for
     ``signature(backward_codes, dtype)``) here, at the same time, when both
     are cold (see the module's notes); else do nothing. Cheap after the first
-    call for a pair and dtype."""
+    call for a pair and dtype.
+
+    ``split``: the forward call's ``(sliced, cache, max_width)`` arguments of
+    :func:`._threads.call_in_blocks`; where they make row blocks on numba's
+    threads, the helper compiles both kernels' block wrappers as well.
+    """
     key = (forward, backward, str(dtype))
     if key in _SEEN:
         return
@@ -130,7 +139,10 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype):
             return
         if not _cold(backward, backward_sig):
             return
-        helper = _spawn(forward, forward_codes, str(dtype))
+        blocks = 1
+        if split is not None and _threads.native_ready():
+            blocks = _threads.planned_blocks(forward_args, *split)
+        helper = _spawn(forward, forward_codes, str(dtype), blocks, backward_codes)
         if helper is None:
             return
         try:
@@ -145,7 +157,7 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype):
             raise
 
 
-def _spawn(kernel, codes, dtype):
+def _spawn(kernel, codes, dtype, blocks=1, backward_codes=""):
     # a new interpreter that imports this numrnn (its directory first on the
     # path) and compiles into the same cache (the environment is inherited)
     package_root = os.path.dirname(
@@ -157,7 +169,7 @@ def _spawn(kernel, codes, dtype):
     module, name = kernel.py_func.__module__, kernel.py_func.__name__
     try:
         return subprocess.Popen(
-            [sys.executable, "-c", code, module, name, codes, dtype],
+            [sys.executable, "-c", code, module, name, codes, dtype, str(blocks), backward_codes],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -165,7 +177,13 @@ def _spawn(kernel, codes, dtype):
         return None
 
 
-def compile_kernel(module, name, codes, dtype):
+def compile_kernel(module, name, codes, dtype, blocks="1", backward_codes=""):
     """The helper's work: compile ``module.name`` for ``signature(codes,
-    dtype)`` (numba saves it to the cache)."""
+    dtype)``, then, for ``blocks`` > 1, the block wrappers of it and of the
+    backward kernel (``backward_codes``); numba saves them to the cache."""
     getattr(importlib.import_module(module), name).compile(signature(codes, dtype))
+    if int(blocks) > 1 and _threads.native_ready():
+        from numrnn.kernels.cpu import _blocks
+
+        for kernel_codes in filter(None, (codes, backward_codes)):
+            _blocks.compile_wrapper(signature(kernel_codes, dtype), int(blocks))

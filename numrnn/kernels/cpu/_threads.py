@@ -10,6 +10,13 @@ This beats letting BLAS split each per-step product: those products are
 small, and BLAS threads synchronise at every step, while the blocks run the
 whole sequence without meeting.
 
+Runner: the blocks of a compiled kernel run on numba's own threads
+(:mod:`._blocks`; OpenMP or TBB threading layer), which take a few
+microseconds to hand a call out; elsewhere, and with
+``NUMRNN_BLOCK_THREADS=python``, on a Python thread pool (about a hundred
+microseconds or more per call on a small virtual machine). Both give the same
+numbers: each block is the same kernel call on its rows.
+
 Thread count: the smaller of numba's (``NUMBA_NUM_THREADS``,
 ``numba.set_num_threads``) and the BLAS library's (``OPENBLAS_NUM_THREADS``,
 ``threadpoolctl.threadpool_limits``), so the usual knobs (and joblib's
@@ -21,7 +28,9 @@ thread runs serially. A child process made by ``os.fork`` (``multiprocessing``'s
 pool at its first batch-parallel call.
 """
 
+import math
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -37,8 +46,16 @@ MIN_WORK = 1 << 17
 #: units: 1.13x). Products over packed panels (``_packed``) have no limit.
 MAX_WIDTH = 512
 
+#: where the blocks run: "numba" (numba's threads where possible) or "python"
+RUNNER = os.environ.get("NUMRNN_BLOCK_THREADS", "numba").strip().lower()
+if RUNNER not in ("numba", "python"):
+    raise ValueError(f"NUMRNN_BLOCK_THREADS must be 'numba' or 'python', got {RUNNER!r}")
+
 _LOCK = threading.Lock()
 _STATE = {}
+#: native address of each compiled kernel, by kernel and argument types
+_ADDRESSES = {}
+_OWNDATA = 0x4  # numpy's NPY_ARRAY_OWNDATA flag: not part of a numba type
 
 
 def _blas_controller():
@@ -57,6 +74,7 @@ def _blas_controller():
 def _thread_budget():
     import numba
 
+    _native_ready()  # before numba's first thread count starts OpenMP (its spin count)
     budget = numba.get_num_threads()
     for lib in _blas_controller().lib_controllers:
         budget = min(budget, lib.get_num_threads())
@@ -69,6 +87,9 @@ def _forget_threads():
     # one of the parent's other threads
     global _LOCK
     _STATE.pop("pool", None)
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if _STATE.get("layer") or getattr(parallel, "_is_initialized", False):
+        _STATE["layer"] = False  # numba's threads are gone too, and OpenMP breaks
     _LOCK = threading.Lock()
 
 
@@ -87,6 +108,88 @@ def _pool():
     return pool
 
 
+def _native_ready():
+    if RUNNER != "numba":
+        return False
+    ready = _STATE.get("layer")
+    if ready is None:
+        from numrnn.kernels.cpu import _blocks
+
+        ready = _STATE["layer"] = _blocks.layer_ready()
+    return ready
+
+
+def _type_key(value):
+    if isinstance(value, np.ndarray):
+        return (value.dtype, value.ndim, value.flags.num & ~_OWNDATA)
+    return type(value)
+
+
+def _native_address(kernel, calls):
+    """The kernel's compiled address for these blocks, or 0 (no native run:
+    not a compiled kernel, or blocks of different argument types)."""
+    keys = [tuple(map(_type_key, block)) for block in calls]
+    if any(key != keys[0] for key in keys[1:]):
+        return 0
+    cache_key = (kernel, keys[0])
+    address = _ADDRESSES.get(cache_key)
+    if address is None:
+        from numrnn.kernels.cpu import _blocks
+
+        address = _ADDRESSES[cache_key] = _blocks.native_address(kernel, calls[0])
+    return address
+
+
+def _run_native(kernel, args, calls):
+    """Run the blocks on numba's threads: "blocks", or "serial" where one
+    failed and the whole call ran again here; None where they cannot run there."""
+    if not _native_ready():
+        return None
+    address = _native_address(kernel, calls)
+    if not address:
+        return None
+    from numba import get_num_threads
+
+    from numrnn.kernels.cpu import _blocks
+
+    failed = _blocks.run_blocks(
+        address, tuple(tuple(block) for block in calls), min(len(calls), get_num_threads())
+    )
+    if failed:
+        # a compiled kernel raises inside numba's threads, where the error
+        # cannot reach Python: run the rows again in this thread to raise it
+        # (the kernels overwrite every output, so a rerun that passes is exact)
+        kernel(*args)
+        return "serial"
+    return "blocks"
+
+
+def _run_on_pool(kernel, calls):
+    futures = [_pool().submit(kernel, *block) for block in calls[1:]]
+    try:
+        kernel(*calls[0])
+    finally:
+        wait(futures)
+    for future in futures:
+        future.result()  # re-raise a block's error
+
+
+class _BlasHeldToOne:
+    """Hold the BLAS libraries to one thread (threadpoolctl's ``limit`` in
+    two direct calls per library: it is called around every split call)."""
+
+    def __enter__(self):
+        self.libraries = [
+            (lib, lib.get_num_threads()) for lib in _blas_controller().lib_controllers
+        ]
+        for lib, _ in self.libraries:
+            lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, threads in self.libraries:
+            lib.set_num_threads(threads)
+
+
 def n_blocks(n_batch, work, width, max_width=MAX_WIDTH):
     """How many row blocks a call gets (1: serial): ``n_batch`` rows, ``work``
     = rows x steps x ``width``, ``width`` = the gate row (G x units), and
@@ -95,6 +198,18 @@ def n_blocks(n_batch, work, width, max_width=MAX_WIDTH):
     if n_batch < 2 * MIN_ROWS or work < MIN_WORK or too_wide:
         return 1
     return max(1, min(_thread_budget(), n_batch // MIN_ROWS))
+
+
+def planned_blocks(args, sliced, cache, max_width=MAX_WIDTH):
+    """How many row blocks :func:`call_in_blocks` gives these arguments."""
+    shape = tuple(getattr(cache, "shape", cache))
+    return n_blocks(args[sliced[0]].shape[0], math.prod(shape), shape[-1], max_width)
+
+
+def native_ready():
+    """Whether batch-parallel calls of compiled kernels run on numba's threads
+    in this process (:data:`RUNNER`, the threading layer, not a forked child)."""
+    return _native_ready()
 
 
 def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None, max_width=MAX_WIDTH):
@@ -126,8 +241,7 @@ def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None, max_width=M
         whose per-step products do not call the BLAS.
     """
     n_batch = args[sliced[0]].shape[0]
-    shape = tuple(getattr(cache, "shape", cache))
-    blocks = n_blocks(n_batch, int(np.prod(shape)), shape[-1], max_width)
+    blocks = planned_blocks(args, sliced, cache, max_width)
     if blocks == 1 or not _LOCK.acquire(blocking=False):
         kernel(*args)
         return
@@ -147,14 +261,12 @@ def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None, max_width=M
                     block[i] = array
                 privates.append(private)
             calls.append(block)
-        with _blas_controller().limit(limits=1):
-            futures = [_pool().submit(kernel, *block) for block in calls[1:]]
-            try:
-                kernel(*calls[0])
-            finally:
-                wait(futures)
-            for future in futures:
-                future.result()  # re-raise a block's error
+        with _BlasHeldToOne():
+            ran = _run_native(kernel, args, calls)
+            if ran is None:
+                _run_on_pool(kernel, calls)
+        if ran == "serial":
+            return
         for private in privates:
             for i, array in private.items():
                 np.add(args[i], array, out=args[i])

@@ -203,7 +203,7 @@ def gru_forward(
     if backward_follows:
         _ahead.compile_pair(
             _forward_loop_ra, batch + shared, _backward_loop_ra,
-            _BACKWARD_TYPES_RA, x.dtype,
+            _BACKWARD_TYPES_RA, x.dtype, split=(_FORWARD_ROWS, gates, _threads.MAX_WIDTH),
         )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), gates)
 
@@ -417,7 +417,7 @@ def gru_forward_reset_before(
     if backward_follows:
         _ahead.compile_pair(
             _forward_loop_rb, batch + shared, _backward_loop_rb,
-            _BACKWARD_TYPES_RB, x.dtype,
+            _BACKWARD_TYPES_RB, x.dtype, split=(_FORWARD_ROWS, gates, _threads.MAX_WIDTH),
         )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), gates)
 

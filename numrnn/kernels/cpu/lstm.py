@@ -309,11 +309,15 @@ def lstm_forward(
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
         backward, backward_types = _backward_generic, _BACKWARD_TYPES_GENERIC
+    max_width = _split_width(recurrent_kernel.shape[1], x.dtype)
     if backward_follows:
-        _ahead.compile_pair(kernel_, args + extra, backward, backward_types, x.dtype)
+        _ahead.compile_pair(
+            kernel_, args + extra, backward, backward_types, x.dtype,
+            split=(_FORWARD_ROWS, gates, max_width),
+        )  # fmt: skip
     _threads.call_in_blocks(
         kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS,
-        max_width=_split_width(recurrent_kernel.shape[1], x.dtype),
+        max_width=max_width,
     )  # fmt: skip
 
 

@@ -96,7 +96,10 @@ def simple_rnn_forward(
         bool(zero_output_for_mask),
     )
     if backward_follows:
-        _ahead.compile_pair(_forward_loop, batch + shared, _backward_loop, _BACKWARD_TYPES, x.dtype)
+        _ahead.compile_pair(
+            _forward_loop, batch + shared, _backward_loop, _BACKWARD_TYPES, x.dtype,
+            split=(_FORWARD_ROWS, states, _threads.MAX_WIDTH),
+        )  # fmt: skip
     _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states)
 
 
