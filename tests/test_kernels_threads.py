@@ -347,3 +347,34 @@ def test_openmp_starts_with_a_bounded_spin_count():
 def test_no_numba_threads_when_openmp_loaded_with_its_default_spin_count():
     ready, _ = _layer_ready_in_a_new_process("import ctypes; ctypes.CDLL('libgomp.so.1'); ")
     assert ready == "False"
+
+
+@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP")
+def test_a_bundled_openmp_copy_does_not_block_numbas_threads():
+    # scikit-learn's wheels bundle their own libgomp-<hash>.so, with its own
+    # settings: loading it first (as every estimator fit does) changes nothing
+    ready, settings = _layer_ready_in_a_new_process("import sklearn.utils._openmp_helpers; ")
+    assert ready == "True"
+    assert f"GOMP_SPINCOUNT = '{_blocks.SPIN_COUNT}'" in settings
+
+
+@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to split")
+def test_an_estimator_fit_splits_on_numbas_threads():
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numrnn\n"
+        "from numrnn.kernels.cpu import _blocks, _threads\n"
+        "X = np.random.default_rng(0).normal(size=(64, 100, 4)).astype('float32')\n"
+        "numrnn.RNNRegressor(units=(32,), max_iter=1, batch_size=64)"
+        ".fit(X, X[:, :, 0].sum(axis=1))\n"
+        "print(_blocks.layer_ready(), sorted(k.__name__ for k, _ in _threads._ADDRESSES))\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["True", "['_backward_fast',", "'_forward_fast']"]

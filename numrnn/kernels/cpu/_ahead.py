@@ -9,9 +9,9 @@ compile one after the other. The cells' forward wrappers, called with
 CPU is free, it starts a helper Python process that compiles the forward
 kernel into numba's cache while this process compiles the backward one; it
 then waits for the helper, and the forward call loads its kernel from the
-cache. Where the call runs in row blocks on numba's threads (``_threads``),
-the helper then compiles the block wrappers (``_blocks.run_blocks``) of both
-kernels too.
+cache. Where the calls run in row blocks on numba's threads (``_threads``),
+each side then compiles its kernel's block wrapper (``_blocks.run_blocks``)
+too, which keeps the two sides about as long as each other.
 
 Nothing changes in the compiled code or the results. The helper starts only
 when:
@@ -119,7 +119,7 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype, split=N
 
     ``split``: the forward call's ``(sliced, cache, max_width)`` arguments of
     :func:`._threads.call_in_blocks`; where they make row blocks on numba's
-    threads, the helper compiles both kernels' block wrappers as well.
+    threads, each side compiles its kernel's block wrapper as well.
     """
     key = (forward, backward, str(dtype))
     if key in _SEEN:
@@ -142,11 +142,12 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype, split=N
         blocks = 1
         if split is not None and _threads.native_ready():
             blocks = _threads.planned_blocks(forward_args, *split)
-        helper = _spawn(forward, forward_codes, str(dtype), blocks, backward_codes)
+        helper = _spawn(forward, forward_codes, str(dtype), blocks)
         if helper is None:
             return
         try:
             backward.compile(backward_sig)
+            _compile_wrapper(backward_sig, blocks)
             helper.wait(timeout=WAIT_S)
         except subprocess.TimeoutExpired:
             helper.kill()  # the forward kernel then compiles here
@@ -157,7 +158,7 @@ def compile_pair(forward, forward_args, backward, backward_codes, dtype, split=N
             raise
 
 
-def _spawn(kernel, codes, dtype, blocks=1, backward_codes=""):
+def _spawn(kernel, codes, dtype, blocks=1):
     # a new interpreter that imports this numrnn (its directory first on the
     # path) and compiles into the same cache (the environment is inherited)
     package_root = os.path.dirname(
@@ -169,7 +170,7 @@ def _spawn(kernel, codes, dtype, blocks=1, backward_codes=""):
     module, name = kernel.py_func.__module__, kernel.py_func.__name__
     try:
         return subprocess.Popen(
-            [sys.executable, "-c", code, module, name, codes, dtype, str(blocks), backward_codes],
+            [sys.executable, "-c", code, module, name, codes, dtype, str(blocks)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -177,13 +178,17 @@ def _spawn(kernel, codes, dtype, blocks=1, backward_codes=""):
         return None
 
 
-def compile_kernel(module, name, codes, dtype, blocks="1", backward_codes=""):
+def compile_kernel(module, name, codes, dtype, blocks="1"):
     """The helper's work: compile ``module.name`` for ``signature(codes,
-    dtype)``, then, for ``blocks`` > 1, the block wrappers of it and of the
-    backward kernel (``backward_codes``); numba saves them to the cache."""
-    getattr(importlib.import_module(module), name).compile(signature(codes, dtype))
-    if int(blocks) > 1 and _threads.native_ready():
+    dtype)``, and its block wrapper for ``blocks`` > 1; numba saves them to
+    the cache."""
+    sig = signature(codes, dtype)
+    getattr(importlib.import_module(module), name).compile(sig)
+    _compile_wrapper(sig, int(blocks))
+
+
+def _compile_wrapper(sig, blocks):
+    if blocks > 1 and _threads.native_ready():
         from numrnn.kernels.cpu import _blocks
 
-        for kernel_codes in filter(None, (codes, backward_codes)):
-            _blocks.compile_wrapper(signature(kernel_codes, dtype), int(blocks))
+        _blocks.compile_wrapper(sig, blocks)

@@ -38,10 +38,13 @@ _SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def _libgomp_loaded():
+    # the GNU OpenMP that numba's layer links (libgomp.so.1), not the private
+    # copies that wheels bundle under other names (scikit-learn's and
+    # PyTorch's libgomp-<hash>.so): each copy reads its own settings.
     # None where the process's libraries cannot be listed (not Linux)
     try:
         with open("/proc/self/maps") as maps:
-            return any("libgomp" in line for line in maps)
+            return any(os.path.basename(line.split()[-1]).startswith("libgomp.so") for line in maps)
     except OSError:
         return None
 
