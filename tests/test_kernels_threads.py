@@ -196,6 +196,27 @@ def test_compiled_blocks_run_on_the_spied_runner_and_sum(spy):
     assert spy == [spy.runner] * 2
 
 
+@njit(cache=True, nogil=True)
+def _scaled_rows(rows, out, total, scale):
+    total[0] = 0.0
+    for b in range(rows.shape[0]):
+        out[b] = rows[b, 0] * scale[0]
+        total[0] += out[b]
+
+
+def test_compiled_blocks_follow_the_types_inside_a_tuple_argument(spy):
+    # the same kernel called with an int tuple, then a float one: each call
+    # must run the code compiled for its own types
+    rows = np.arange(14.0).reshape(7, 2)
+    for scale in [(2,), (0.5,), (3,)]:
+        out, total = np.zeros(7), np.zeros(1)
+        args = (rows, out, total, scale)
+        _threads.call_in_blocks(_scaled_rows, args, (0, 1), (2,), (7, 1, 1))
+        np.testing.assert_array_equal(out, rows[:, 0] * scale[0])
+        assert total[0] == rows[:, 0].sum() * scale[0]
+    assert spy == [spy.runner] * 6
+
+
 def test_a_failing_compiled_block_raises_its_error(spy):
     rows = np.arange(14.0).reshape(7, 2)  # row 2 starts with a four: the second block
     out = np.zeros(7)

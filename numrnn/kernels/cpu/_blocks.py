@@ -14,7 +14,7 @@ signature and block count, and cached on disk.
 Only numba's OpenMP layer runs here (it accepts calls from any thread), with
 a bounded spin count (:func:`layer_ready`): OpenMP threads spin after each
 call, and with GNU OpenMP's default count they held the cores for
-milliseconds, which slowed every call 8-20x while another process also wanted
+milliseconds, which slowed every call 8-13x while another process also wanted
 them.
 """
 

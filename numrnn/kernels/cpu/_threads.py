@@ -120,9 +120,14 @@ def _native_ready():
 
 
 def _type_key(value):
-    if isinstance(value, np.ndarray):
+    # what numba's type of an argument depends on, cheaper than numba.typeof
+    if type(value) is np.ndarray:
         return (value.dtype, value.ndim, value.flags.num & ~_OWNDATA)
-    return type(value)
+    if type(value) in (bool, int, float) or isinstance(value, np.generic):
+        return type(value)
+    from numba import typeof
+
+    return typeof(value)  # a tuple, for one: its type depends on its items
 
 
 def _native_address(kernel, calls):
