@@ -11,8 +11,8 @@ small, and BLAS threads synchronise at every step, while the blocks run the
 whole sequence without meeting.
 
 Runner: the blocks of a compiled kernel run on numba's own threads
-(:mod:`._blocks`; OpenMP or TBB threading layer), which take a few
-microseconds to hand a call out; elsewhere, and with
+(:mod:`._blocks`: its OpenMP threading layer, started with a bounded spin
+count), which take a few microseconds to hand a call out; elsewhere, and with
 ``NUMRNN_BLOCK_THREADS=python``, on a Python thread pool (about a hundred
 microseconds or more per call on a small virtual machine). Both give the same
 numbers: each block is the same kernel call on its rows.
@@ -24,8 +24,8 @@ per-worker limits) bound it. While the blocks run, BLAS is held to one
 thread, so that the two thread pools do not oversubscribe the cores. One
 batch-parallel call runs at a time; a call made meanwhile from another
 thread runs serially. A child process made by ``os.fork`` (``multiprocessing``'s
-"fork" start method) has none of its parent's threads: it starts its own
-pool at its first batch-parallel call.
+"fork" start method) has none of its parent's threads: it runs its blocks
+on a Python pool of its own, started at its first batch-parallel call.
 """
 
 import math
