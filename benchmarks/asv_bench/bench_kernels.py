@@ -93,6 +93,61 @@ class BatchThreads:
         self.layer._backward(cache, self.cotangents)
 
 
+class BlockRunner:
+    """Where the row blocks of a split call run: numba's OpenMP threads or
+    the Python thread pool (``NUMRNN_BLOCK_THREADS``), 2 threads. The LSTM
+    forward + backward, and the hand-off alone: a split call of a compiled
+    kernel that does nothing."""
+
+    params = (["numba", "python"], ["32x100x32", "256x50x16"])
+    param_names = ["runner", "batch x timesteps x units"]
+
+    def setup(self, runner, shape):
+        import numpy as np
+        from numba import njit
+        from threadpoolctl import threadpool_limits
+
+        from numrnn.kernels.cpu import _threads
+
+        self.threads = _threads
+        self.previous_runner = _threads.RUNNER
+        _threads.RUNNER = runner
+        if runner == "numba" and not _threads.native_ready():
+            _threads.RUNNER = self.previous_runner
+            raise NotImplementedError("numba's OpenMP layer is not available here")
+        batch, steps, units = _parse(shape)
+        self.x = sequences(batch, steps, N_FEATURES, "float32")
+        self.layer = layer_class("lstm")(units, return_sequences=True, seed=0, dtype="float32")
+        self.layer.build(self.x.shape)
+        self.cotangents = None
+        _threads._blas_controller()
+        self.limiter = threadpool_limits(limits=2, user_api="blas")
+
+        @njit(nogil=True)
+        def nothing(rows, out):
+            pass
+
+        rows = np.zeros((batch, 1), dtype="float32")
+        self.noop_call = (nothing, (rows, np.zeros(batch, dtype="float32")), (0, 1), ())
+        self.noop_shape = (batch, _threads.MIN_WORK, 1)  # enough work to split
+        self.time_train(runner, shape)  # compiles or loads the kernels
+        self.time_split_noop(runner, shape)
+
+    def teardown(self, runner, shape):
+        self.limiter.restore_original_limits()
+        self.threads.RUNNER = self.previous_runner
+
+    def time_train(self, runner, shape):
+        outputs, cache = self.layer._forward(self.x, None, None, True)
+        if self.cotangents is None:
+            self.cotangents = [cotangent_like(outputs[0])]
+        self.layer._backward(cache, self.cotangents)
+
+    def time_split_noop(self, runner, shape):
+        kernel, args, sliced, summed = self.noop_call
+        self.threads.call_in_blocks(kernel, args, sliced, summed, self.noop_shape)
+
+
 class StepProducts:
     """One step's recurrent product ``(B, U) @ (U, 4U)``, float32, one
     thread: the BLAS call the kernels make elsewhere against the register

@@ -74,7 +74,7 @@ def _blas_controller():
 def _thread_budget():
     import numba
 
-    _native_ready()  # before numba's first thread count starts OpenMP (its spin count)
+    _layer_ready()  # before numba's first thread count starts OpenMP (its spin count)
     budget = numba.get_num_threads()
     for lib in _blas_controller().lib_controllers:
         budget = min(budget, lib.get_num_threads())
@@ -109,8 +109,10 @@ def _pool():
 
 
 def _native_ready():
-    if RUNNER != "numba":
-        return False
+    return RUNNER == "numba" and _layer_ready()
+
+
+def _layer_ready():
     ready = _STATE.get("layer")
     if ready is None:
         from numrnn.kernels.cpu import _blocks
