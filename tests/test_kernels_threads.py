@@ -11,6 +11,8 @@ Both runners are covered: numba's threads (``_blocks``) and the Python pool.
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -233,7 +235,6 @@ def test_a_failing_compiled_block_raises_its_error(spy):
     assert total[0] == 3.0, "one per block, summed over the 3 blocks"
 
 
-@pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP or TBB")
 def test_kernels_that_return_values_or_mix_layouts_stay_on_the_pool(spy):
     if spy.runner != "numba":
         pytest.skip("the numba runner's fallbacks")
@@ -252,9 +253,6 @@ def test_kernels_that_return_values_or_mix_layouts_stay_on_the_pool(spy):
 
 
 def test_numrnn_block_threads_must_name_a_runner():
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-c", "import numrnn.kernels.cpu._threads"],
         env={**os.environ, "NUMRNN_BLOCK_THREADS": "gpu"},
@@ -337,9 +335,6 @@ def test_a_forked_child_runs_blocks_on_its_own_threads(spy):
 
 
 def _layer_ready_in_a_new_process(prelude="", **env):
-    import subprocess
-    import sys
-
     code = prelude + "from numrnn.kernels.cpu import _blocks; print(_blocks.layer_ready())"
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     result = subprocess.run(
@@ -382,9 +377,6 @@ def test_a_bundled_openmp_copy_does_not_block_numbas_threads():
 @pytest.mark.skipif(not NATIVE, reason="numba's threading layer is not OpenMP")
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to split")
 def test_an_estimator_fit_splits_on_numbas_threads():
-    import subprocess
-    import sys
-
     code = (
         "import numpy as np, numrnn\n"
         "from numrnn.kernels.cpu import _blocks, _threads\n"

@@ -108,11 +108,11 @@ def _block_body(context, module, calls_type, data_type):
     builder = ir.IRBuilder(body.append_basic_block())
     args, _dims, _steps, data = body.args
 
-    row = builder.load(builder.bitcast(builder.load(args), intp_t.as_pointer()))
+    index = builder.load(builder.bitcast(builder.load(args), intp_t.as_pointer()))
     shared = builder.bitcast(data, data_type.as_pointer())
     address = builder.load(cgutils.gep_inbounds(builder, shared, 0, 0))
     failures = cgutils.gep_inbounds(builder, shared, 0, 1)
-    block = builder.load(builder.gep(shared, [intp_t(0), ir.IntType(32)(2), row], inbounds=True))
+    block = builder.load(builder.gep(shared, [intp_t(0), ir.IntType(32)(2), index], inbounds=True))
 
     arg_types = tuple(calls_type.dtype)
     call_conv = context.call_conv
@@ -149,12 +149,13 @@ def _parallel_blocks(typingctx, address, calls, n_threads):
         builder.store(intp_t(0), cgutils.gep_inbounds(builder, shared, 0, 1))
         builder.store(calls_value, cgutils.gep_inbounds(builder, shared, 0, 2))
 
+        # parallel_for hands iteration r a pointer to the r-th of these indices
         n_calls = calls.count
-        rows = cgutils.alloca_once(builder, intp_t, size=n_calls)
+        indices = cgutils.alloca_once(builder, intp_t, size=n_calls)
         for r in range(n_calls):
-            builder.store(intp_t(r), builder.gep(rows, [intp_t(r)]))
-        row_args = cgutils.alloca_once(builder, byte_ptr_t)
-        builder.store(builder.bitcast(rows, byte_ptr_t), row_args)
+            builder.store(intp_t(r), builder.gep(indices, [intp_t(r)]))
+        index_args = cgutils.alloca_once(builder, byte_ptr_t)
+        builder.store(builder.bitcast(indices, byte_ptr_t), index_args)
         dims = cgutils.alloca_once(builder, intp_t, size=2)
         builder.store(intp_t(n_calls), dims)
         builder.store(intp_t(1), builder.gep(dims, [intp_t(1)]))
@@ -169,7 +170,7 @@ def _parallel_blocks(typingctx, address, calls, n_threads):
         )
         builder.call(
             parallel_for,
-            [builder.bitcast(v, byte_ptr_t) for v in (body, row_args, dims, steps, shared)]
+            [builder.bitcast(v, byte_ptr_t) for v in (body, index_args, dims, steps, shared)]
             + [intp_t(1), intp_t(1), threads_value],
         )
         return builder.load(cgutils.gep_inbounds(builder, shared, 0, 1))

@@ -108,7 +108,9 @@ def _pool():
     return pool
 
 
-def _native_ready():
+def native_ready():
+    """Whether batch-parallel calls of compiled kernels run on numba's threads
+    in this process (:data:`RUNNER`, the threading layer, not a forked child)."""
     return RUNNER == "numba" and _layer_ready()
 
 
@@ -150,7 +152,7 @@ def _native_address(kernel, calls):
 def _run_native(kernel, args, calls):
     """Run the blocks on numba's threads: "blocks", or "serial" where one
     failed and the whole call ran again here; None where they cannot run there."""
-    if not _native_ready():
+    if not native_ready():
         return None
     address = _native_address(kernel, calls)
     if not address:
@@ -211,12 +213,6 @@ def planned_blocks(args, sliced, cache, max_width=MAX_WIDTH):
     """How many row blocks :func:`call_in_blocks` gives these arguments."""
     shape = tuple(getattr(cache, "shape", cache))
     return n_blocks(args[sliced[0]].shape[0], math.prod(shape), shape[-1], max_width)
-
-
-def native_ready():
-    """Whether batch-parallel calls of compiled kernels run on numba's threads
-    in this process (:data:`RUNNER`, the threading layer, not a forked child)."""
-    return _native_ready()
 
 
 def call_in_blocks(kernel, args, sliced, summed, cache, bounds=None, max_width=MAX_WIDTH):
