@@ -219,6 +219,13 @@ def flat(a):
 # -- small array helpers ------------------------------------------------------
 
 
+@njit(inline="always", **JIT)
+def row_at(a, b):
+    """Flat element offset of row ``b`` of a 2-D array ``a`` from its data
+    pointer (``_lanes.row_map`` offsets)."""
+    return b * (a.strides[0] // a.itemsize)
+
+
 @njit(**JIT)
 def copy_into(dst, src):
     """``dst[:] = src`` for 1-D or 2-D arrays of the same shape."""

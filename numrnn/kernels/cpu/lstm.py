@@ -27,10 +27,10 @@ from numrnn.kernels.cpu._common import (
     flat,
     gemm,
     is_plain_mask,
-    one_like,
     output_cotangent,
     product,
     recurrent_state_grad,
+    row_at,
     row_product,
     same_buffer,
     sigmoid_t,
@@ -39,6 +39,7 @@ from numrnn.kernels.cpu._common import (
     tanh_t,
     time_major_copy,
 )
+from numrnn.kernels.cpu._lanes import row_map
 from numrnn.kernels.cpu._packed import kernel_panels, no_panels, used
 
 #: the caches (``gates``, ``h_prev``, ``h_used``, ``c_prev``, ``c_act`` and
@@ -428,37 +429,59 @@ def _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_tota
             dh_row[u] = 0.0
 
 
-@njit(**JIT_FMA)
+@njit(inline="always", **JIT)
+def _sequence_at(a, b, s):
+    # offset of the row of sample b, step s of a (B, T, .) array
+    return (b * a.strides[0] + s * a.strides[1]) // a.itemsize
+
+
+@njit(inline="always", **JIT)
+def _gates_at(gates_t, b, n_units):
+    # offsets of sample b's i, f, c, o blocks in the step's gate rows
+    at = row_at(gates_t, b)
+    return (at, at + n_units, at + 2 * n_units, at + 3 * n_units)
+
+
+def _backward_cell(v, reads):
+    # one tanh/sigmoid cell's gradients over a vector of units (_lanes.row_map
+    # body): reads the step's output cotangent, the carried output cotangent
+    # (masked steps after it), the recurrent one, the carry's, the activated
+    # gates, the carry entering the step and its activation; writes the two
+    # cleared cotangents, the four gate gradients and the carry's for step t-1
+    d_out, carried, dh, dc, i, f, g, o, c_prev, a = reads
+    one = v.const(1.0)
+    total = v.add(v.add(d_out, carried), dh)
+    d_c = v.fma(v.mul(total, o), v.sub(one, v.mul(a, a)), dc)
+    zero = v.const(0.0)
+    d_i = v.mul(v.mul(d_c, g), v.mul(i, v.sub(one, i)))
+    d_f = v.mul(v.mul(d_c, c_prev), v.mul(f, v.sub(one, f)))
+    d_g = v.mul(v.mul(d_c, i), v.sub(one, v.mul(g, g)))
+    d_o = v.mul(v.mul(total, a), v.mul(o, v.sub(one, o)))
+    return zero, zero, d_i, d_f, d_g, d_o, v.mul(d_c, f)
+
+
+_BACKWARD_CELL = row_map(_backward_cell, 10)
+
+
+@njit(**JIT)
 def _cells_backward_fast(d_out, carry, dh, dc, gates_t, c_prev_t, c_act_t, mask, d_gates_t, t, s):
-    # tanh/sigmoid cells of step t, whole batch, kept samples in one loop each
+    # tanh/sigmoid cells of step t, kept samples, a vector of units at a time
+    # (_lanes; any float dtype: no activations are computed)
     n_units = dh.shape[1]
-    one = one_like(dh)
     for b in range(dh.shape[0]):
         if not mask[b, t]:
             continue
-        d_row = d_out[b, s]
-        c_row = carry[b]
-        dh_row = dh[b]
-        dc_row = dc[b]
-        gate_i, gate_f, gate_c, gate_o = _gate_blocks(gates_t[b], n_units)
-        d_i, d_f, d_g, d_o = _gate_blocks(d_gates_t[b], n_units)
-        cp = c_prev_t[b]
-        ca = c_act_t[b]
-        for u in range(n_units):
-            total = d_row[u] + c_row[u] + dh_row[u]
-            c_row[u] = 0.0
-            dh_row[u] = 0.0
-            i = gate_i[u]
-            f = gate_f[u]
-            g = gate_c[u]
-            o = gate_o[u]
-            a = ca[u]
-            d_c = dc_row[u] + total * o * (one - a * a)
-            d_i[u] = d_c * g * (i * (one - i))
-            d_f[u] = d_c * cp[u] * (f * (one - f))
-            d_g[u] = d_c * i * (one - g * g)
-            d_o[u] = total * a * (o * (one - o))
-            dc_row[u] = d_c * f
+        gates_at = _gates_at(gates_t, b, n_units)
+        d_gates_at = _gates_at(d_gates_t, b, n_units)
+        state_at = (row_at(carry, b), row_at(dh, b), row_at(dc, b))
+        out_at = _sequence_at(d_out, b, s)
+        _BACKWARD_CELL(
+            n_units,
+            (d_out, carry, dh, dc, gates_t, gates_t, gates_t, gates_t, c_prev_t, c_act_t)
+            + (carry, dh, d_gates_t, d_gates_t, d_gates_t, d_gates_t, dc),
+            (out_at,) + state_at + gates_at + (row_at(c_prev_t, b), row_at(c_act_t, b))
+            + state_at[:2] + d_gates_at + state_at[2:],
+        )  # fmt: skip
 
 
 @njit(**JIT)

@@ -1,0 +1,144 @@
+"""Elementwise row maps as explicit vector code (``numrnn.kernels.cpu._lanes``).
+
+A map is checked against numpy for counts below, at and across the vector
+width (the last partial vector runs under a lane mask), in place and at
+offsets, with the elements around each row left untouched. Then the LSTM
+backward cells that use it, at unit counts that leave a partial vector:
+float64 gradients by finite differences, float32 gradients against the
+float64 ones, and masked samples (which skip the map).
+"""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from numrnn import layers
+from numrnn.kernels.cpu import _lanes
+
+try:  # tests/ on sys.path (pytest's default rootdir-less import mode)
+    import gradcheck as gc
+    import reference as ref
+except ImportError:  # tests is a package
+    from tests import gradcheck as gc
+    from tests import reference as ref
+
+DTYPES = ["float32", "float64"]
+
+
+def _body(v, reads):
+    a, b, c = reads
+    return v.fma(a, b, c), v.sub(a, v.mul(b, v.const(2.0))), v.add(a, c)
+
+
+_MAP = _lanes.row_map(_body, 3)
+
+
+@njit(cache=False)
+def _apply(count, a, b, c, out, a_at, b_at, c_at, out_at):
+    # reads a, b, c; writes fma(a, b, c) in place over a, a - 2 b into out
+    # and a + c into the second row of out
+    _MAP(count, (a, b, c, a, out, out), (a_at, b_at, c_at, a_at, out_at, out_at + count + 1))
+
+
+def _lanes_count(dtype):
+    return _lanes.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("extra", [0, 1, -1, "width", "width+1", "2width+3"])
+def test_row_map_matches_numpy_around_the_vector_width(dtype, extra):
+    width = _lanes_count(dtype)
+    count = {"width": width, "width+1": width + 1, "2width+3": 2 * width + 3}.get(extra)
+    if count is None:
+        count = {0: 0, 1: 1, -1: width - 1}[extra]
+    rng = np.random.default_rng(count)
+    size = 2 * count + 9
+    a = rng.normal(size=size).astype(dtype)
+    b = rng.normal(size=(2, size)).astype(dtype)
+    c = rng.normal(size=size).astype(dtype)
+    out = np.full((2, size), 7.0, dtype=dtype)
+    a0, b0, c0, out0 = a.copy(), b.copy(), c.copy(), out.copy()
+    a_at, b_at, c_at, out_at = 3, size + 2, 5, 1
+    _apply(count, a, b, c, out, a_at, b_at, c_at, out_at)
+
+    ra = a0[a_at : a_at + count].astype(np.float64)
+    rb = b0.reshape(-1)[b_at : b_at + count].astype(np.float64)
+    rc = c0[c_at : c_at + count].astype(np.float64)
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    want_a, want_out = a0.copy(), out0.copy().reshape(-1)
+    want_a[a_at : a_at + count] = ra * rb + rc
+    want_out[out_at : out_at + count] = ra - 2 * rb
+    second = out_at + count + 1
+    want_out[second : second + count] = ra + rc
+    # the rows' neighbours (the masked lanes of the last vector) are untouched
+    np.testing.assert_allclose(a, want_a, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out.reshape(-1), want_out, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(b, b0)
+    np.testing.assert_array_equal(c, c0)
+
+
+def test_row_map_refuses_rows_of_mixed_dtypes():
+    a = np.zeros(4, dtype=np.float32)
+    b = np.zeros(4, dtype=np.float64)
+    with pytest.raises(Exception, match="(?i)typing|implementation"):
+        _apply(4, a, b, a, np.zeros((2, 9), dtype=np.float32), 0, 0, 0, 0)
+
+
+# -- the LSTM backward cells --------------------------------------------------
+
+B, T, F = 3, 4, 2
+MASK = np.ones((B, T), dtype=bool)
+MASK[1, 1:3] = False
+MASK[2, 0] = False
+
+
+def _units(dtype):
+    # a full vector and a partial one
+    return _lanes_count(dtype) + 3
+
+
+def _layer(dtype, units, weights, **options):
+    layer = layers.LSTM(units, dtype=dtype, seed=3, return_sequences=True, **options)
+    layer.build((None, T, F))
+    layer.set_weights([w.astype(dtype) for w in weights])
+    return layer
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lstm_backward_cells_with_a_partial_vector_by_finite_differences(go_backwards):
+    units = _units("float64")
+    rng = np.random.default_rng(5)
+    weights = ref.random_recurrent_weights(rng, "LSTM", F, units, dtype=np.float64)
+    layer = _layer("float64", units, weights, go_backwards=go_backwards)
+    x = rng.normal(size=(B, T, F))
+    init = [rng.normal(scale=0.5, size=(B, units)) for _ in range(2)]
+    cots = [rng.normal(size=(B, T, units))]
+    weight_grads, input_grad, state_grads = layer.vjp(x, cots, mask=MASK, initial_state=init)
+
+    def f(kernel, recurrent, bias, xx, h0, c0):
+        layer.set_weights([kernel, recurrent, bias])
+        return [layer(xx, mask=MASK, initial_state=[h0, c0])]
+
+    params = [np.array(w) for w in weights] + [x] + init
+    analytic = list(weight_grads) + [input_grad] + list(state_grads)
+    gc.check_vjp(f, params, cots, analytic)
+
+
+def test_lstm_backward_cells_float32_match_float64():
+    units = _units("float32")
+    rng = np.random.default_rng(6)
+    weights = ref.random_recurrent_weights(rng, "LSTM", F, units, dtype=np.float64)
+    x = rng.normal(size=(B, T, F))
+    init = [rng.normal(scale=0.5, size=(B, units)) for _ in range(2)]
+    cots = [rng.normal(size=(B, T, units))]
+    grads = {}
+    for dtype in DTYPES:
+        layer = _layer(dtype, units, weights)
+        weight_grads, input_grad, state_grads = layer.vjp(
+            x.astype(dtype), [c.astype(dtype) for c in cots], mask=MASK,
+            initial_state=[s.astype(dtype) for s in init],
+        )  # fmt: skip
+        grads[dtype] = list(weight_grads) + [input_grad] + list(state_grads)
+    for got, want in zip(grads["float32"], grads["float64"], strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
