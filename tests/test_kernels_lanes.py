@@ -1,4 +1,5 @@
-"""Elementwise row maps as explicit vector code (``numrnn.kernels.cpu._lanes``).
+"""Elementwise row maps as explicit vector code (``numrnn.kernels.cpu._lanes``),
+and the cache-line aligned buffers that the kernels write.
 
 A map is checked against numpy for counts below, at and across the vector
 width (the last partial vector runs under a lane mask), in place and at
@@ -142,3 +143,37 @@ def test_lstm_backward_cells_float32_match_float64():
     for got, want in zip(grads["float32"], grads["float64"], strict=True):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+# -- cache-line aligned workspace buffers ----------------------------------------
+
+
+@pytest.mark.parametrize("shape", [0, 7, (3, 5), (4, 2, 33)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bool"])
+def test_aligned_empty_starts_on_a_cache_line(shape, dtype):
+    from numrnn.kernels import CACHE_LINE, aligned_empty
+
+    for _ in range(8):  # several allocations: numpy alone gives 16-byte alignment
+        arr = aligned_empty(shape, dtype)
+        # (an empty array has no data to align)
+        assert arr.size == 0 or arr.ctypes.data % CACHE_LINE == 0
+        assert arr.shape == ((shape,) if isinstance(shape, int) else shape)
+        assert arr.dtype == np.dtype(dtype)
+        assert arr.flags.c_contiguous and arr.flags.writeable
+        arr[...] = 1
+        assert np.all(arr == 1)
+
+
+def test_lstm_kernel_buffers_are_aligned_and_reused():
+    from numrnn.kernels import CACHE_LINE
+    from numrnn.layers import recurrent
+
+    layer = layers.LSTM(5, return_sequences=True, seed=0)
+    x = np.random.default_rng(0).normal(size=(3, 4, 2)).astype("float32")
+    layer.vjp(x, [np.ones((3, 4, 5), dtype="float32")])
+    arrays = dict(recurrent._WORKSPACES[layer].arrays)
+    assert {name for name, _ in arrays} >= {"gates", "d_gates"}
+    assert all(a.ctypes.data % CACHE_LINE == 0 for a in arrays.values())
+    layer.vjp(x, [np.ones((3, 4, 5), dtype="float32")])
+    again = recurrent._WORKSPACES[layer].arrays
+    assert all(again[k] is a for k, a in arrays.items())

@@ -671,7 +671,7 @@ class RNN(Layer):
         key = (name, backend.name)
         arr = ws.arrays.get(key)
         if arr is None or tuple(arr.shape) != tuple(shape) or arr.dtype != self.dtype:
-            arr = backend.empty(shape, self.dtype)
+            arr = backend.workspace_empty(shape, self.dtype)
             ws.arrays[key] = arr
         return arr
 

@@ -146,6 +146,9 @@ class CudaBackend:
         """An uninitialised device array."""
         return cuda.device_array(shape, dtype=dtype)
 
+    #: a layer's reused kernel buffers: plain device arrays
+    workspace_empty = empty
+
     def to_host(self, array):
         """A host copy of device ``array`` (host arrays pass through)."""
         if is_device_array(array):
