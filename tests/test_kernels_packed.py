@@ -6,10 +6,11 @@ the LSTM tests then run the panels, else the BLAS at the same sizes.
 
 The tiles are checked against float64 numpy products for every row-tile
 remainder (6, 4, 2, 1 rows), depths below, at and across the depth block,
-one and several panels, and operands that are views with wider rows. Then
-the LSTM kernels that use them: sizes where the panels run (float64: 32
-units for both the forward product and the backward's transposed one;
-float32: 64 units) are compared with the plain-numpy reference, checked by
+one and several panels, full and half panels, and operands that are views
+with wider rows. Then the LSTM kernels that use them: sizes where the
+panels run (float64: 32 units for both the forward product and the
+backward's transposed one, 16 for the backward's over half panels;
+float32: 64 and 32) are compared with the plain-numpy reference, checked by
 finite differences, and split into row blocks against the serial call.
 """
 
@@ -53,52 +54,67 @@ def _bound(a, w, c0, dtype):
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 11, 13])
 @pytest.mark.parametrize("depth", [1, 5, 128, 129, 300])
 @pytest.mark.parametrize("panels", [1, 3])
-def test_packed_product_matches_numpy(dtype, rows, depth, panels):
+@pytest.mark.parametrize("half", [False, True])
+def test_packed_product_matches_numpy(dtype, rows, depth, panels, half):
+    # full panels, and half panels (outputs that fill half panels only)
     rng = np.random.default_rng(rows * 1000 + depth)
-    n_cols = panels * _width(dtype)
+    width = _width(dtype) // 2 if half else _width(dtype)
+    n_cols = panels * width
     a = _view(rng, rows, depth, dtype)
     w = rng.normal(size=(depth, n_cols)).astype(dtype)
     c = _view(rng, rows, n_cols, dtype)
     c0 = c.astype(np.float64)
     want = c0 + a.astype(np.float64) @ w.astype(np.float64)
     packed = _packed.pack_panels(w, False)
-    assert packed.shape == (panels, depth, _width(dtype))
-    _packed.packed_product(a, packed, c)
-    error = np.abs(c - want)
-    assert np.all(error <= _bound(a, w, c0, dtype)), f"max error {error.max()}"
+    assert packed.shape == (panels, depth, width)
+    # packed_product runs full panels; packed_product_t full and half ones
+    products = [_packed.packed_product_t] + ([] if half else [_packed.packed_product])
+    for product in products:
+        got = c.copy()
+        product(a, packed, got)
+        error = np.abs(got - want)
+        assert np.all(error <= _bound(a, w, c0, dtype)), f"max error {error.max()}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_pack_panels_layouts(dtype):
+@pytest.mark.parametrize("n_widths", [2, 3])
+def test_pack_panels_layouts(dtype, n_widths):
+    # 2 full panels; 3 half panels where the columns fill no full one
     rng = np.random.default_rng(0)
-    width = _width(dtype)
-    w = rng.normal(size=(7, 2 * width)).astype(dtype)
+    half = _width(dtype) // 2
+    width = half if n_widths == 3 else _width(dtype)
+    w = rng.normal(size=(7, n_widths * half * (2 if n_widths == 2 else 1))).astype(dtype)
     packed = _packed.pack_panels(w, False)
-    want = w.reshape(7, 2, width).transpose(1, 0, 2)
+    n_panels = w.shape[1] // width
+    want = w.reshape(7, n_panels, width).transpose(1, 0, 2)
     np.testing.assert_array_equal(packed, want)
     # transposed: the panels of w.T, read from w (N, K) itself
     np.testing.assert_array_equal(_packed.pack_panels(np.ascontiguousarray(w.T), True), want)
-    assert _packed.fits(2 * width, dtype)
+    assert _packed.fits(w.shape[1], dtype, half=True)
+    assert _packed.fits(w.shape[1], dtype) == (n_widths == 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(4, 10), (0, 64), (4, 0), (3, 96)])
+@pytest.mark.parametrize("shape", [(4, 10), (0, 64), (4, 0), (3, 96), (3, 40)])
 def test_pack_panels_is_empty_where_the_panels_do_not_fit(dtype, shape):
     w = np.ones(shape, dtype=dtype)
-    fits = shape[0] > 0 and _packed.fits(shape[1], dtype)
+    fits = shape[0] > 0 and _packed.fits(shape[1], dtype, half=True)
     packed = _packed.pack_panels(w, False)
     assert (packed.shape[0] > 0) == fits
+    assert fits == (shape[0] > 0 and shape[1] > 0 and shape[1] % (_width(dtype) // 2) == 0)
     if not fits:
         assert packed.shape == (0, 0, _width(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("plain", [True, False])
-def test_recurrent_state_grad_over_panels_matches_the_blas(dtype, plain):
+@pytest.mark.parametrize("half", [False, True])
+def test_recurrent_state_grad_over_panels_matches_the_blas(dtype, plain, half):
     # dh += fold((d_pre @ R.T) * rec_mask): the panels of R.T against the BLAS,
-    # with and without recurrent dropout (per-gate copies folded back)
+    # with and without recurrent dropout (per-gate copies folded back); U
+    # outputs on full panels, or on half panels
     rng = np.random.default_rng(1)
-    units = _width(dtype)
+    units = _width(dtype) // 2 if half else _width(dtype)
     n_batch, gates = 5, 4
     recurrent = rng.normal(size=(units, gates * units)).astype(dtype)
     if not plain:
@@ -138,12 +154,18 @@ MASK[2, :2] = False
 MASK[4, 2] = False
 
 
-def _lstm(dtype, seed=0, **options):
-    units = PANEL_UNITS[dtype]
-    assert _packed.fits(4 * units, dtype) and _packed.fits(units, dtype)
+def _units(dtype, half):
+    # full: both products over full panels; half: the backward's over half panels
+    return PANEL_UNITS[dtype] // 2 if half else PANEL_UNITS[dtype]
+
+
+def _lstm(dtype, seed=0, half=False, **options):
+    units = _units(dtype, half)
+    assert _packed.fits(4 * units, dtype) and _packed.fits(units, dtype, half=True)
     # the kernels use the panels on AVX-512 targets; elsewhere these tests
     # check the same sizes through the BLAS
-    assert _packed.used(units, dtype) == _packed.ENABLED
+    assert _packed.used(4 * units, dtype) == _packed.ENABLED
+    assert _packed.used(units, dtype, transposed=True) == _packed.ENABLED
     rng = np.random.default_rng(seed)
     weights = ref.random_recurrent_weights(rng, "LSTM", F, units, dtype=np.dtype(dtype))
     layer = layers.LSTM(units, dtype=dtype, seed=3, **options)
@@ -154,10 +176,11 @@ def _lstm(dtype, seed=0, **options):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_lstm_over_panels_matches_the_reference(dtype, go_backwards):
+@pytest.mark.parametrize("half", [False, True])
+def test_lstm_over_panels_matches_the_reference(dtype, go_backwards, half):
     options = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
-    layer, weights, rng = _lstm(dtype, **options)
-    units = PANEL_UNITS[dtype]
+    layer, weights, rng = _lstm(dtype, half=half, **options)
+    units = _units(dtype, half)
     x = rng.normal(size=(B, T, F)).astype(dtype)
     init = [rng.normal(scale=0.5, size=(B, units)).astype(dtype) for _ in range(2)]
     want = ref.recurrent_layer(
@@ -176,9 +199,10 @@ def test_lstm_over_panels_matches_the_reference(dtype, go_backwards):
 
 
 @pytest.mark.parametrize("options", [{}, {"go_backwards": True, "return_sequences": True}])
-def test_lstm_vjp_over_panels_by_finite_differences(options):
-    layer, weights, rng = _lstm("float64", seed=2, **options)
-    units = PANEL_UNITS["float64"]
+@pytest.mark.parametrize("half", [False, True])
+def test_lstm_vjp_over_panels_by_finite_differences(options, half):
+    layer, weights, rng = _lstm("float64", seed=2, half=half, **options)
+    units = _units("float64", half)
     n_batch, n_steps = 2, 3
     x = rng.normal(size=(n_batch, n_steps, F))
     mask = np.array([[True, False, True], [True, True, True]])
@@ -201,7 +225,8 @@ def test_lstm_vjp_over_panels_by_finite_differences(options):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("options", [{}, {"recurrent_dropout": 0.4, "dropout": 0.2}])
-def test_lstm_row_blocks_over_panels_give_the_serial_numbers(monkeypatch, dtype, options):
+@pytest.mark.parametrize("half", [False, True])
+def test_lstm_row_blocks_over_panels_give_the_serial_numbers(monkeypatch, dtype, options, half):
     # 9 rows in 3 blocks (3 rows each: the 2- and 1-row tiles), every output
     # and gradient against one serial call; the panels lift the width limit
     monkeypatch.setattr(_threads, "MIN_ROWS", 2)
@@ -216,10 +241,10 @@ def test_lstm_row_blocks_over_panels_give_the_serial_numbers(monkeypatch, dtype,
 
     monkeypatch.setattr(_threads, "n_blocks", counting)
     n_batch = 9
-    units = PANEL_UNITS[dtype]
+    units = _units(dtype, half)
 
     def run():
-        layer, _, rng = _lstm(dtype, seed=4, return_sequences=True, **options)
+        layer, _, rng = _lstm(dtype, seed=4, half=half, return_sequences=True, **options)
         x = rng.normal(size=(n_batch, T, F)).astype(dtype)
         mask = np.ones((n_batch, T), dtype=bool)
         mask[3, 1:] = False

@@ -57,7 +57,7 @@ from numba.extending import overload
 
 from numrnn.kernels import _math
 from numrnn.kernels.cpu import _blas
-from numrnn.kernels.cpu._packed import JIT, packed_product
+from numrnn.kernels.cpu._packed import JIT, packed_product, packed_product_t
 
 #: gate loops: also allow fused multiply-add (more accurate, never less)
 JIT_FMA = {**JIT, "fastmath": {"contract"}}
@@ -337,17 +337,26 @@ def output_cotangent(d_out, carry, s, b, keep, zero_output_for_mask, dh_out):
             c_row[u] += d_row[u]
 
 
-@njit(inline="always", **JIT)
-def product(a, w, trans_w, panels, c, accumulate):
-    """``c = a @ op(w)``, or ``+=`` when ``accumulate``: over ``panels``
-    (``_packed.kernel_panels(w, trans_w)``) unless it is empty, else one
-    BLAS call."""
-    if panels.shape[0] == 0:
-        gemm(a, False, w, trans_w, c, accumulate)
-        return
-    if not accumulate:
-        c[:, :] = 0.0
-    packed_product(a, panels, c)
+def _product_over(packed):
+    # product() over panels that `packed` runs
+    @njit(inline="always", **JIT)
+    def product(a, w, trans_w, panels, c, accumulate):
+        """``c = a @ op(w)``, or ``+=`` when ``accumulate``: over ``panels``
+        (``_packed.kernel_panels(w, trans_w)``) unless it is empty, else one
+        BLAS call."""
+        if panels.shape[0] == 0:
+            gemm(a, False, w, trans_w, c, accumulate)
+            return
+        if not accumulate:
+            c[:, :] = 0.0
+        packed(a, panels, c)
+
+    return product
+
+
+product = _product_over(packed_product)
+#: :func:`product` for the backward's state gradient: half panels too
+_product_t = _product_over(packed_product_t)
 
 
 @njit(**JIT)
@@ -360,9 +369,9 @@ def recurrent_state_grad(d_pre_t, recurrent_kernel, panels_t, rec_mask, plain, d
     ``(B, W)`` and the ``k`` per-gate copies of ``h`` fold back onto ``dh``.
     """
     if plain:
-        product(d_pre_t, recurrent_kernel, True, panels_t, dh, True)
+        _product_t(d_pre_t, recurrent_kernel, True, panels_t, dh, True)
         return
-    product(d_pre_t, recurrent_kernel, True, panels_t, dh_rec, False)
+    _product_t(d_pre_t, recurrent_kernel, True, panels_t, dh_rec, False)
     n_units = dh.shape[1]
     for b in range(dh.shape[0]):
         dst = dh[b]

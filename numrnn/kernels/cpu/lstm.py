@@ -263,10 +263,10 @@ _BACKWARD_TYPES = "3 2 3 3 3 3 m 2 3 2 2 3 3 2 2 1 2 2 2 b b i i"
 _BACKWARD_TYPES_GENERIC = _BACKWARD_TYPES + " i i"
 
 
-def _split_width(n_cols, dtype):
+def _split_width(n_cols, dtype, transposed=False):
     # the widest gate row that splits into row blocks: any when the per-step
     # recurrent product (n_cols outputs) runs over packed panels, not the BLAS
-    return None if used(n_cols, dtype) else _threads.MAX_WIDTH
+    return None if used(n_cols, dtype, transposed) else _threads.MAX_WIDTH
 
 
 def _fast(activation, recurrent_activation):
@@ -695,7 +695,7 @@ def lstm_backward(
         kernel_, extra = _backward_generic, (int(activation), int(recurrent_activation))
     _threads.call_in_blocks(
         kernel_, args + extra, _BACKWARD_ROWS, _BACKWARD_SUMS, gates, bounds=_BACKWARD_BOUNDS,
-        max_width=_split_width(recurrent_kernel.shape[0], x.dtype),
+        max_width=_split_width(recurrent_kernel.shape[0], x.dtype, transposed=True),
     )  # fmt: skip
 
 
