@@ -148,7 +148,27 @@ class BlockRunner:
         self.threads.call_in_blocks(kernel, args, sliced, summed, self.noop_shape)
 
 
-class StepProducts:
+class _OneThreadSteps:
+    # per-step products on one BLAS thread; a timed call runs 20 steps, as
+    # a short sequence would
+
+    def _hold_one_thread(self, product, shape):
+        from threadpoolctl import threadpool_limits
+
+        from numrnn.kernels.cpu import _threads
+
+        _threads._blas_controller()
+        self.limiter = threadpool_limits(limits=1, user_api="blas")
+        self.time_steps(product, shape)  # compiles
+
+    def teardown(self, product, shape):
+        self.limiter.restore_original_limits()
+
+    def time_steps(self, product, shape):
+        self.steps(*self.operands, 20)
+
+
+class StepProducts(_OneThreadSteps):
     """One step's recurrent product ``(B, U) @ (U, 4U)``, float32, one
     thread: the BLAS call the kernels make elsewhere against the register
     tiles over packed panels that the LSTM kernels run with AVX-512
@@ -160,9 +180,8 @@ class StepProducts:
     def setup(self, product, shape):
         import numpy as np
         from numba import njit
-        from threadpoolctl import threadpool_limits
 
-        from numrnn.kernels.cpu import _packed, _threads
+        from numrnn.kernels.cpu import _packed
         from numrnn.kernels.cpu._common import gemm
 
         batch, units = _parse(shape)
@@ -183,14 +202,84 @@ class StepProducts:
                 _packed.packed_product(a, panels, c)
 
         self.steps = blas_steps if product == "blas" else panel_steps
-        self.operand = self.weights if product == "blas" else self.panels
-        _threads._blas_controller()
-        self.limiter = threadpool_limits(limits=1, user_api="blas")
-        self.time_steps(product, shape)  # compiles
+        operand = self.weights if product == "blas" else self.panels
+        self.operands = (self.state, operand, self.gates)
+        self._hold_one_thread(product, shape)
 
-    def teardown(self, product, shape):
-        self.limiter.restore_original_limits()
 
-    def time_steps(self, product, shape):
-        # 20 steps per call, as a short sequence would run them
-        self.steps(self.state, self.operand, self.gates, 20)
+class StateGradient(_OneThreadSteps):
+    """The LSTM backward's per-step state gradient ``dh += d_gates @ R.T``
+    (``(B, 4U) @ (4U, U)``), float32, one thread: the BLAS against the
+    register tiles over packed panels of ``R.T``, full panels (64 units) or
+    half panels (32 and 96 units; ``_packed.packed_product_t``)."""
+
+    params = (["blas", "panels"], ["16x32", "16x96", "32x64"])
+    param_names = ["product", "batch x units"]
+
+    def setup(self, product, shape):
+        import numpy as np
+        from numba import njit
+
+        from numrnn.kernels.cpu import _packed
+        from numrnn.kernels.cpu._common import recurrent_state_grad
+
+        batch, units = _parse(shape)
+        rng = np.random.default_rng(0)
+        self.d_gates = rng.standard_normal((batch, 4 * units), dtype=np.float32)
+        self.weights = rng.standard_normal((units, 4 * units), dtype=np.float32)
+        self.dh = np.zeros((batch, units), dtype=np.float32)
+        self.ones = np.ones((batch, units), dtype=np.float32)
+        if product == "blas":
+            self.panels = _packed.no_panels(self.weights)
+        else:
+            self.panels = _packed.pack_panels(self.weights, True)
+
+        @njit
+        def steps(d, w, panels, ones, dh, n):
+            for _ in range(n):
+                recurrent_state_grad(d, w, panels, ones, True, dh, dh)
+
+        self.steps = steps
+        self.operands = (self.d_gates, self.weights, self.panels, self.ones, self.dh)
+        self._hold_one_thread(product, shape)
+
+
+class BackwardCells:
+    """The LSTM's tanh/sigmoid backward cells of 20 steps, float32 (explicit
+    vector code, ``numrnn.kernels.cpu._lanes``): rows x units per step."""
+
+    params = [["16x32", "64x8", "128x16", "16x50"]]
+    param_names = ["batch x units"]
+
+    def setup(self, shape):
+        import numpy as np
+        from numba import njit
+
+        from numrnn.kernels.cpu import lstm
+
+        batch, units = _parse(shape)
+        steps = 20
+        rng = np.random.default_rng(0)
+
+        def rows(*shape):
+            return rng.uniform(0.1, 0.9, size=shape).astype(np.float32)
+
+        self.arrays = (
+            rows(batch, steps, units), np.zeros((batch, units), np.float32), rows(batch, units),
+            rows(batch, units), rows(steps, batch, 4 * units), rows(steps, batch, units),
+            rows(steps, batch, units), np.ones((batch, steps), dtype=bool),
+            np.zeros((steps, batch, 4 * units), np.float32),
+        )  # fmt: skip
+
+        @njit
+        def cells(d_out, carry, dh, dc, gates, c_prev, c_act, mask, d_gates):
+            for t in range(gates.shape[0]):
+                lstm._cells_backward_fast(
+                    d_out, carry, dh, dc, gates[t], c_prev[t], c_act[t], mask, d_gates[t], t, t
+                )
+
+        self.cells = cells
+        self.time_cells(shape)  # compiles
+
+    def time_cells(self, shape):
+        self.cells(*self.arrays)
