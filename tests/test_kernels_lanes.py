@@ -177,3 +177,49 @@ def test_lstm_kernel_buffers_are_aligned_and_reused():
     layer.vjp(x, [np.ones((3, 4, 5), dtype="float32")])
     again = recurrent._WORKSPACES[layer].arrays
     assert all(again[k] is a for k, a in arrays.items())
+
+
+@pytest.mark.parametrize("view", ["rows apart", "columns apart", "reversed steps"])
+def test_lstm_backward_reads_output_cotangent_views(view):
+    # the cells read d_out rows at their strides (a Bidirectional half, a
+    # reversed sequence) or from a contiguous copy (columns apart)
+    from numrnn.kernels.cpu import lstm
+
+    units = _units("float32")
+    layer = _layer("float32", units, ref.random_recurrent_weights(
+        np.random.default_rng(7), "LSTM", F, units, dtype=np.float64))  # fmt: skip
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(B, T, F)).astype("float32")
+    cot = rng.normal(size=(B, T, units)).astype("float32")
+    wide = np.zeros((B, T, 2 * units), dtype="float32")
+    if view == "rows apart":
+        wide[..., :units] = cot
+        d_out = wide[..., :units]
+    elif view == "columns apart":
+        wide[..., ::2] = cot
+        d_out = wide[..., ::2]
+    else:
+        d_out = np.ascontiguousarray(cot[:, ::-1])[:, ::-1]
+    np.testing.assert_array_equal(d_out, cot)
+    grads = {}
+    real = lstm.lstm_backward
+    for name, given in (("view", d_out), ("copy", cot)):
+
+        def backward(*args, given=given):
+            args = list(args)
+            args[13] = given  # d_out
+            return real(*args)
+
+        lstm.lstm_backward = backward
+        try:
+            grads[name] = layer.vjp(x, [np.zeros_like(cot)], mask=MASK)
+        finally:
+            lstm.lstm_backward = real
+
+    def flat(g):
+        weight_grads, input_grad, _ = g
+        return [*weight_grads, input_grad]
+
+    assert len(flat(grads["view"])) == 4
+    for got, want in zip(flat(grads["view"]), flat(grads["copy"]), strict=True):
+        np.testing.assert_array_equal(got, want)

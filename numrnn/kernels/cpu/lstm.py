@@ -684,6 +684,9 @@ def lstm_backward(
     row block of the batch-parallel split sums them over groups of steps
     (:data:`STAGE_STEPS`), its rows gathered into a stage.
     """
+    if d_out.strides[-1] != d_out.itemsize:
+        # the cells read each output cotangent row as one contiguous run
+        d_out = np.ascontiguousarray(d_out)
     args = (
         x, kernel, gates, h_used, c_prev, c_act, mask, rec_mask, d_out, d_h_final, d_c_final,
         d_gates, d_x, d_kernel, d_recurrent_kernel, d_bias, d_h0, d_c0,
