@@ -164,9 +164,9 @@ def _width_for(n_cols, dtype_size):
 def fits(n_cols, dtype, half=False):
     """Whether ``n_cols`` output columns of ``dtype`` fill whole panels (or,
     with ``half``, at least whole half panels)."""
-    width = _width_for(n_cols, np.dtype(dtype).itemsize)
-    full = panel_width(np.dtype(dtype).itemsize)
-    return n_cols > 0 and (width > 0 if half else width == full)
+    # plain Python (no compiled call): the layers ask before each kernel call
+    full = PANEL_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+    return n_cols > 0 and n_cols % (full // 2 if half else full) == 0
 
 
 def used(n_cols, dtype, transposed=False):
@@ -287,4 +287,5 @@ def packed_product_t(a, packed, c):
         _full_panels(a, packed, c)
     else:
         _half_panels(a, packed, c)
+    # as in packed_product: the operands live until the tiles return
     return a.shape[0] + packed.shape[0] + c.shape[0]
