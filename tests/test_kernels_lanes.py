@@ -223,3 +223,33 @@ def test_lstm_backward_reads_output_cotangent_views(view):
     assert len(flat(grads["view"])) == 4
     for got, want in zip(flat(grads["view"]), flat(grads["copy"]), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# -- the LSTM forward cells (float32) --------------------------------------------
+
+
+@pytest.mark.parametrize("units", [5, 16, 19, 37])
+@pytest.mark.parametrize("options", [{}, {"go_backwards": True}, {"zero_output_for_mask": True}])
+def test_lstm_forward_cells_float32_match_the_reference(units, options):
+    # vector code for the float32 cells: below, at and across the vector
+    # width, masked samples (computed into scratch rows, states held); the
+    # training forward and the outputs-only call
+    rng = np.random.default_rng(units)
+    weights = ref.random_recurrent_weights(rng, "LSTM", F, units, dtype=np.float64)
+    layer = _layer("float32", units, weights, return_state=True, **options)
+    x = rng.normal(size=(B, T, F))
+    init = [rng.normal(scale=0.5, size=(B, units)) for _ in range(2)]
+    want = ref.recurrent_layer(
+        "LSTM", x, weights, True, True, mask=MASK, initial_state=init,
+        go_backwards=options.get("go_backwards", False),
+        zero_output_for_mask=options.get("zero_output_for_mask", False),
+    )  # fmt: skip
+    x32, init32 = x.astype("float32"), [s.astype("float32") for s in init]
+    trained, _ = layer.value_and_vjp(
+        x32, lambda outs: [np.zeros_like(o) for o in outs], mask=MASK, initial_state=init32
+    )
+    inferred = layer(x32, mask=MASK, initial_state=init32)
+    for got in (trained, inferred):
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == np.float32
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6)

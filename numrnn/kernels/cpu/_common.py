@@ -229,6 +229,26 @@ def row_at(a, b):
     return b * (a.strides[0] // a.itemsize)
 
 
+def by_dtype(float32_version, other_version):
+    """A function for compiled code that calls ``float32_version`` when its
+    first argument is a float32 array and ``other_version`` otherwise (both
+    compiled functions of the same arguments, returning nothing)."""
+
+    def dispatch(*args):
+        raise NotImplementedError("called from compiled code only")
+
+    @overload(dispatch, jit_options=JIT)
+    def _choose(*args):
+        chosen = float32_version if args[0].dtype == types.float32 else other_version
+
+        def call(*args):
+            chosen(*args)
+
+        return call
+
+    return dispatch
+
+
 @njit(**JIT)
 def copy_into(dst, src):
     """``dst[:] = src`` for 1-D or 2-D arrays of the same shape."""

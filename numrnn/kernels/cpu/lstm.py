@@ -20,6 +20,7 @@ from numrnn.kernels.cpu._common import (
     activation_grad,
     add_row_sums,
     all_finite,
+    by_dtype,
     column_sums,
     copy_into,
     emit_output,
@@ -79,8 +80,70 @@ def _gate_blocks(row, n_units):
     )  # fmt: skip
 
 
+@njit(inline="always", **JIT)
+def _sequence_at(a, b, s):
+    # offset of the row of sample b, step s of a (B, T, .) array
+    return (b * a.strides[0] + s * a.strides[1]) // a.itemsize
+
+
+@njit(inline="always", **JIT)
+def _gates_at(gates_t, b, n_units):
+    # offsets of sample b's i, f, c, o blocks in the step's gate rows
+    at = row_at(gates_t, b)
+    return (at, at + n_units, at + 2 * n_units, at + 3 * n_units)
+
+
+def _forward_cell(v, reads):
+    # one float32 tanh/sigmoid cell over a vector of units (_lanes.row_map
+    # body): reads the four gate pre-activations (x W + h R), the bias blocks
+    # and the carry; writes the activated gates, the carry entering the step,
+    # the new carry, its activation and the new state (as output and state)
+    gate_i, gate_f, gate_c, gate_o, bias_i, bias_f, bias_c, bias_o, c_old = reads
+    i = v.sigmoid(v.add(gate_i, bias_i))
+    f = v.sigmoid(v.add(gate_f, bias_f))
+    g = v.tanh(v.add(gate_c, bias_c))
+    o = v.sigmoid(v.add(gate_o, bias_o))
+    new = v.fma(f, c_old, v.mul(i, g))
+    a = v.tanh(new)
+    h = v.mul(o, a)
+    return i, f, g, o, c_old, new, a, h, h
+
+
+_FORWARD_CELL = row_map(_forward_cell, 9)
+
+
+@njit(**JIT)
+def _cells_forward_lanes(
+    gates_t, t, s, bias, mask, h, c, c_prev_t, c_act_t, out, scratch_h, scratch_c,
+    zero_output_for_mask,
+):  # fmt: skip
+    # float32 tanh/sigmoid cells of step t for the whole batch, a vector of
+    # units at a time (_lanes); a masked sample computes its cell (the
+    # caches) into scratch rows and holds the states
+    n_units = h.shape[1]
+    reads = (gates_t, gates_t, gates_t, gates_t, bias, bias, bias, bias, c)
+    gate_rows = (gates_t, gates_t, gates_t, gates_t)
+    kept = reads + gate_rows + (c_prev_t, c, c_act_t, out, h)
+    held = reads + gate_rows + (c_prev_t, scratch_c, c_act_t, scratch_h, scratch_h)
+    bias_at = (0, n_units, 2 * n_units, 3 * n_units)
+    for b in range(h.shape[0]):
+        gates_at = _gates_at(gates_t, b, n_units)
+        reads_at = gates_at + bias_at + (row_at(c, b),) + gates_at
+        if mask[b, t]:
+            _FORWARD_CELL(
+                n_units, kept,
+                reads_at + (row_at(c_prev_t, b), row_at(c, b), row_at(c_act_t, b),
+                            _sequence_at(out, b, s), row_at(h, b)),
+            )  # fmt: skip
+        else:
+            _FORWARD_CELL(
+                n_units, held, reads_at + (row_at(c_prev_t, b), 0, row_at(c_act_t, b), 0, 0)
+            )
+            emit_output(out, s, b, scratch_h, False, zero_output_for_mask)
+
+
 @njit(inline="always", **JIT_FMA)
-def _cell_fast(gates, biases, c_old, c_new, c_prev, c_act, h_new):
+def _cell_loop(gates, biases, c_old, c_new, c_prev, c_act, h_new):
     # one sample's tanh/sigmoid cell: gates (4U) holds x W + h R on entry and
     # the activated gates on exit; biases are the bias's four blocks; reads
     # the carry from c_old, writes it to c_new (the same row for a kept step)
@@ -107,11 +170,12 @@ def _cell_fast(gates, biases, c_old, c_new, c_prev, c_act, h_new):
 
 
 @njit(**JIT_FMA)
-def _cells_forward_fast(
+def _cells_forward_loops(
     gates_t, t, s, bias, mask, h, c, c_prev_t, c_act_t, out, scratch_h, scratch_c,
     zero_output_for_mask,
 ):  # fmt: skip
-    # tanh/sigmoid cells of step t for the whole batch, one loop per sample
+    # float64 tanh/sigmoid cells of step t (libm's functions do not
+    # vectorise), one loop per sample
     # (no calls: at small U the per-call cost would exceed the arithmetic).
     # The kept and masked cases are separate inlined loops: one loop choosing
     # between state rows and scratch rows measured 2x slower per sample.
@@ -119,12 +183,16 @@ def _cells_forward_fast(
     for b in range(h.shape[0]):
         if mask[b, t]:
             h_row = out[b, s]
-            _cell_fast(gates_t[b], biases, c[b], c[b], c_prev_t[b], c_act_t[b], h_row)
+            _cell_loop(gates_t[b], biases, c[b], c[b], c_prev_t[b], c_act_t[b], h_row)
             copy_into(h[b], h_row)
         else:
             # a masked step computes its cell (the caches) but holds the states
-            _cell_fast(gates_t[b], biases, c[b], scratch_c, c_prev_t[b], c_act_t[b], scratch_h)
+            _cell_loop(gates_t[b], biases, c[b], scratch_c, c_prev_t[b], c_act_t[b], scratch_h)
             emit_output(out, s, b, scratch_h, False, zero_output_for_mask)
+
+
+#: tanh/sigmoid cells of a step: vector code in float32, loops otherwise
+_cells_forward_fast = by_dtype(_cells_forward_lanes, _cells_forward_loops)
 
 
 @njit(**JIT)
@@ -429,19 +497,6 @@ def _total_cotangent(d_out, carry, dh, s, b, keep, zero_output_for_mask, dh_tota
             dh_row[u] = 0.0
 
 
-@njit(inline="always", **JIT)
-def _sequence_at(a, b, s):
-    # offset of the row of sample b, step s of a (B, T, .) array
-    return (b * a.strides[0] + s * a.strides[1]) // a.itemsize
-
-
-@njit(inline="always", **JIT)
-def _gates_at(gates_t, b, n_units):
-    # offsets of sample b's i, f, c, o blocks in the step's gate rows
-    at = row_at(gates_t, b)
-    return (at, at + n_units, at + 2 * n_units, at + 3 * n_units)
-
-
 def _backward_cell(v, reads):
     # one tanh/sigmoid cell's gradients over a vector of units (_lanes.row_map
     # body): reads the step's output cotangent, the carried output cotangent
@@ -468,6 +523,10 @@ def _cells_backward_fast(d_out, carry, dh, dc, gates_t, c_prev_t, c_act_t, mask,
     # tanh/sigmoid cells of step t, kept samples, a vector of units at a time
     # (_lanes; any float dtype: no activations are computed)
     n_units = dh.shape[1]
+    rows = (
+        d_out, carry, dh, dc, gates_t, gates_t, gates_t, gates_t, c_prev_t, c_act_t,
+        carry, dh, d_gates_t, d_gates_t, d_gates_t, d_gates_t, dc,
+    )  # fmt: skip
     for b in range(dh.shape[0]):
         if not mask[b, t]:
             continue
@@ -476,9 +535,7 @@ def _cells_backward_fast(d_out, carry, dh, dc, gates_t, c_prev_t, c_act_t, mask,
         state_at = (row_at(carry, b), row_at(dh, b), row_at(dc, b))
         out_at = _sequence_at(d_out, b, s)
         _BACKWARD_CELL(
-            n_units,
-            (d_out, carry, dh, dc, gates_t, gates_t, gates_t, gates_t, c_prev_t, c_act_t)
-            + (carry, dh, d_gates_t, d_gates_t, d_gates_t, d_gates_t, dc),
+            n_units, rows,
             (out_at,) + state_at + gates_at + (row_at(c_prev_t, b), row_at(c_act_t, b))
             + state_at[:2] + d_gates_at + state_at[2:],
         )  # fmt: skip
