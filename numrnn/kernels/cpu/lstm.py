@@ -93,11 +93,10 @@ def _gates_at(gates_t, b, n_units):
     return (at, at + n_units, at + 2 * n_units, at + 3 * n_units)
 
 
-def _forward_cell(v, reads):
-    # one float32 tanh/sigmoid cell over a vector of units (_lanes.row_map
-    # body): reads the four gate pre-activations (x W + h R), the bias blocks
-    # and the carry; writes the activated gates, the carry entering the step,
-    # the new carry, its activation and the new state (as output and state)
+def _cell_math(v, reads):
+    # one float32 tanh/sigmoid cell over a vector of units (_lanes): from the
+    # four gate pre-activations (x W + h R), the bias blocks and the carry,
+    # the activated gates, the new carry, its activation and the new state
     gate_i, gate_f, gate_c, gate_o, bias_i, bias_f, bias_c, bias_o, c_old = reads
     i = v.sigmoid(v.add(gate_i, bias_i))
     f = v.sigmoid(v.add(gate_f, bias_f))
@@ -105,11 +104,25 @@ def _forward_cell(v, reads):
     o = v.sigmoid(v.add(gate_o, bias_o))
     new = v.fma(f, c_old, v.mul(i, g))
     a = v.tanh(new)
-    h = v.mul(o, a)
-    return i, f, g, o, c_old, new, a, h, h
+    return i, f, g, o, new, a, v.mul(o, a)
+
+
+def _forward_cell(v, reads):
+    # the training cell (_lanes.row_map body): writes the activated gates,
+    # the carry entering the step, the new carry, its activation and the new
+    # state (as output and as state)
+    i, f, g, o, new, a, h = _cell_math(v, reads)
+    return i, f, g, o, reads[-1], new, a, h, h
+
+
+def _infer_cell(v, reads):
+    # the outputs-only cell: writes the new carry and state (output and state)
+    _, _, _, _, new, _, h = _cell_math(v, reads)
+    return new, h, h
 
 
 _FORWARD_CELL = row_map(_forward_cell, 9)
+_INFER_CELL = row_map(_infer_cell, 9)
 
 
 @njit(**JIT)
@@ -390,10 +403,25 @@ def lstm_forward(
     )  # fmt: skip
 
 
+@njit(**JIT)
+def _cells_infer_lanes(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask):
+    # float32 tanh/sigmoid cells of step t with no caches, a vector of units
+    # at a time (_lanes): a kept sample updates its states and output; a
+    # masked one holds them (nothing to compute)
+    n_units = h.shape[1]
+    rows = (gates_t, gates_t, gates_t, gates_t, bias, bias, bias, bias, c, c, out, h)
+    bias_at = (0, n_units, 2 * n_units, 3 * n_units)
+    for b in range(h.shape[0]):
+        if not mask[b, t]:
+            emit_output(out, s, b, h[b], False, zero_output_for_mask)
+            continue
+        state_at = (row_at(c, b), row_at(c, b), _sequence_at(out, b, s), row_at(h, b))
+        _INFER_CELL(n_units, rows, _gates_at(gates_t, b, n_units) + bias_at + state_at)
+
+
 @njit(**JIT_FMA)
-def _cells_infer_fast(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask):
-    # tanh/sigmoid cells of step t with no caches: a kept sample updates its
-    # states and output in one loop; a masked one holds them (nothing to compute)
+def _cells_infer_loops(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask):
+    # float64: the same as plain loops, one per kept sample
     n_units = h.shape[1]
     bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
     for b in range(h.shape[0]):
@@ -412,6 +440,9 @@ def _cells_infer_fast(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask
             c_row[u] = new
             h_row[u] = o * tanh_t(new)
         copy_into(h[b], h_row)
+
+
+_cells_infer_fast = by_dtype(_cells_infer_lanes, _cells_infer_loops)
 
 
 @njit(**JIT)
