@@ -36,9 +36,9 @@ How the kernels are made fast (the docs' performance page has the numbers):
   GRU's and SimpleRNN's branch inside one compiled kernel.
 - Gate loops run over 1-D contiguous rows (LLVM vectorises them); the
   tanh/sigmoid cell of one sample is a single loop with no calls. The
-  LSTM's backward cells are explicit SIMD code instead (``_lanes``): at
-  small U the overlap checks LLVM puts before each loop cost more than
-  the arithmetic.
+  LSTM's cells (backward; forward and outputs-only in float32) are explicit
+  SIMD code instead (``_lanes``): at small U the overlap checks LLVM puts
+  before each loop cost more than the arithmetic.
 - float32 kernels use the rational ``tanh``/``sigmoid`` of
   ``numrnn.kernels._math`` (error below 4e-7); float64 kernels use libm.
   Generic activations compute each cell in the widest type, as before.
