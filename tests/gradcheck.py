@@ -141,3 +141,26 @@ def check_vjp(f, params, cotangents, analytic, names=None, eps=DEFAULT_EPS, tol=
     numeric = numeric_vjp(f, params, cotangents, eps=eps)
     assert_vjp_close(analytic, numeric, names=names, tol=tol)
     return numeric
+
+
+def check_layer_vjp(layer, weights, x, cotangents, mask=None, initial_state=None):
+    """Check ``layer.vjp`` (weight, input and initial-state gradients) by finite
+    differences at ``weights`` (float64, ``get_weights()`` order), with
+    ``mask`` and ``initial_state``; the layer gets ``weights`` back afterwards."""
+    initial_state = list(initial_state or [])
+    weight_grads, input_grad, state_grads = layer.vjp(
+        x, cotangents, mask=mask, initial_state=initial_state or None
+    )
+
+    def f(*params):
+        n = len(weights)
+        layer.set_weights(list(params[:n]))
+        states = list(params[n + 1 :]) or None
+        return [layer(params[n], mask=mask, initial_state=states)]
+
+    params = [np.array(w) for w in weights] + [x] + initial_state
+    analytic = list(weight_grads) + [input_grad] + list(state_grads or [])
+    try:
+        return check_vjp(f, params, cotangents, analytic)
+    finally:
+        layer.set_weights(weights)

@@ -4,9 +4,10 @@ and the cache-line aligned buffers that the kernels write.
 A map is checked against numpy for counts below, at and across the vector
 width (the last partial vector runs under a lane mask), in place and at
 offsets, with the elements around each row left untouched. Then the LSTM
-backward cells that use it, at unit counts that leave a partial vector:
-float64 gradients by finite differences, float32 gradients against the
-float64 ones, and masked samples (which skip the map).
+cells that use it, at unit counts that leave a partial vector: backward
+gradients by float64 finite differences and float32 against float64, output
+cotangent views, and the float32 forward and outputs-only cells against the
+reference; all with masked samples.
 """
 
 import numpy as np
@@ -114,15 +115,7 @@ def test_lstm_backward_cells_with_a_partial_vector_by_finite_differences(go_back
     x = rng.normal(size=(B, T, F))
     init = [rng.normal(scale=0.5, size=(B, units)) for _ in range(2)]
     cots = [rng.normal(size=(B, T, units))]
-    weight_grads, input_grad, state_grads = layer.vjp(x, cots, mask=MASK, initial_state=init)
-
-    def f(kernel, recurrent, bias, xx, h0, c0):
-        layer.set_weights([kernel, recurrent, bias])
-        return [layer(xx, mask=MASK, initial_state=[h0, c0])]
-
-    params = [np.array(w) for w in weights] + [x] + init
-    analytic = list(weight_grads) + [input_grad] + list(state_grads)
-    gc.check_vjp(f, params, cots, analytic)
+    gc.check_layer_vjp(layer, weights, x, cots, mask=MASK, initial_state=init)
 
 
 def test_lstm_backward_cells_float32_match_float64():

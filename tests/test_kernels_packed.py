@@ -209,18 +209,7 @@ def test_lstm_vjp_over_panels_by_finite_differences(options, half):
     init = [rng.normal(scale=0.5, size=(n_batch, units)) for _ in range(2)]
     out = layer(x, mask=mask, initial_state=init)
     cots = [rng.normal(size=out.shape)]
-    weight_grads, input_grad, state_grads = layer.vjp(x, cots, mask=mask, initial_state=init)
-
-    def f(kernel, recurrent, bias, xx, h0, c0):
-        layer.set_weights([kernel, recurrent, bias])
-        return [layer(xx, mask=mask, initial_state=[h0, c0])]
-
-    params = [np.array(w) for w in weights] + [x] + init
-    analytic = list(weight_grads) + [input_grad] + list(state_grads)
-    try:
-        gc.check_vjp(f, params, cots, analytic)
-    finally:
-        layer.set_weights(weights)
+    gc.check_layer_vjp(layer, weights, x, cots, mask=mask, initial_state=init)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -141,16 +141,17 @@ def _cells_forward_lanes(
     bias_at = (0, n_units, 2 * n_units, 3 * n_units)
     for b in range(h.shape[0]):
         gates_at = _gates_at(gates_t, b, n_units)
-        reads_at = gates_at + bias_at + (row_at(c, b),) + gates_at
+        # the reads' offsets, then the written gates' (the same rows)
+        shared_at = gates_at + bias_at + (row_at(c, b),) + gates_at
         if mask[b, t]:
             _FORWARD_CELL(
                 n_units, kept,
-                reads_at + (row_at(c_prev_t, b), row_at(c, b), row_at(c_act_t, b),
+                shared_at + (row_at(c_prev_t, b), row_at(c, b), row_at(c_act_t, b),
                             _sequence_at(out, b, s), row_at(h, b)),
             )  # fmt: skip
         else:
             _FORWARD_CELL(
-                n_units, held, reads_at + (row_at(c_prev_t, b), 0, row_at(c_act_t, b), 0, 0)
+                n_units, held, shared_at + (row_at(c_prev_t, b), 0, row_at(c_act_t, b), 0, 0)
             )
             emit_output(out, s, b, scratch_h, False, zero_output_for_mask)
 
@@ -421,7 +422,7 @@ def _cells_infer_lanes(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mas
 
 @njit(**JIT_FMA)
 def _cells_infer_loops(gates_t, t, s, bias, mask, h, c, out, zero_output_for_mask):
-    # float64: the same as plain loops, one per kept sample
+    # float64 version of _cells_infer_lanes: one plain loop per kept sample
     n_units = h.shape[1]
     bias_i, bias_f, bias_c, bias_o = _gate_blocks(bias, n_units)
     for b in range(h.shape[0]):
