@@ -13,6 +13,7 @@ from numrnn.layers.base import (
     check_mask,
     forward_only,
     on_device,
+    outputs_only,
     unwrap,
 )
 from numrnn.layers.core import Input
@@ -174,8 +175,17 @@ class Sequential:
             self.build(np.shape(x))
         caches = []
         state = as_list(initial_state)
+        # an outputs-only inference call lets each layer take its single-step
+        # shortcut (a stateful recurrent layer fed one step), as its own call would
+        stepping = not training and outputs_only()
         for layer in self.layers:
-            outputs, cache = layer._forward(x, mask, state, bool(training))
+            outputs = None
+            if stepping and mask is None and state is None:
+                outputs = layer._stream_step(x)
+            if outputs is None:
+                outputs, cache = layer._forward(x, mask, state, bool(training))
+            else:
+                cache = None
             mask = layer.compute_mask(x, mask)
             x = outputs[0]
             state = None

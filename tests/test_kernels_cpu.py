@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numrnn import layers
+from numrnn import Sequential, layers
 from numrnn.kernels import _math
 from numrnn.kernels.cpu import _common
 
@@ -127,24 +127,77 @@ def _cell(name, **kwargs):
 @pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU", "GRU_v1"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_step_by_step_matches_whole_sequence(cell, activation, dtype):
+# 37 units: whole vectors and a partial one in both dtypes (the LSTM's tanh/sigmoid
+# cells are vector code)
+@pytest.mark.parametrize("units", [4, 37])
+def test_step_by_step_matches_whole_sequence(cell, activation, dtype, units, monkeypatch):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 6, 2)).astype(dtype)
     kwargs = {"activation": activation}
     if cell != "SimpleRNN":
         kwargs["recurrent_activation"] = "sigmoid" if activation == "tanh" else activation
-    full = _cell(cell, units=4, return_sequences=True, seed=3, dtype=dtype, **kwargs)
+    full = _cell(cell, units=units, return_sequences=True, seed=3, dtype=dtype, **kwargs)
     whole = full(x)
     stream = _cell(
-        cell, units=4, return_sequences=True, stateful=True, seed=3, dtype=dtype, **kwargs
+        cell, units=units, return_sequences=True, stateful=True, seed=3, dtype=dtype, **kwargs
     )
     stream.build(x.shape)
     stream.set_weights(full.get_weights())
     stream.reset_states()
+    kernel_steps = []
+    step = stream._kernel_step
+    monkeypatch.setattr(stream, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
     steps = [stream(np.ascontiguousarray(x[:, t : t + 1])) for t in range(x.shape[1])]
+    assert len(kernel_steps) == x.shape[1]  # every step took the single-step kernel
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, rtol=tol, atol=tol)
-    assert steps[0].shape == (3, 1, 4) and steps[0].dtype == np.dtype(dtype)
+    assert steps[0].shape == (3, 1, units) and steps[0].dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+def test_a_sequential_model_steps_through_the_single_step_kernel(cell, monkeypatch):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    whole = Sequential(
+        [_cell(cell, units=6, return_sequences=True, seed=1), layers.Dense(2, seed=2)]
+    )
+    expected = whole(x)
+    stream = Sequential(
+        [
+            _cell(cell, units=6, return_sequences=True, stateful=True, seed=1),
+            layers.Dense(2, seed=2),
+        ]
+    )
+    stream.build(x.shape)
+    stream.set_weights(whole.get_weights())
+    recurrent = stream.layers[0]
+    kernel_steps = []
+    step = recurrent._kernel_step
+    monkeypatch.setattr(recurrent, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
+    got = np.concatenate([stream(np.ascontiguousarray(x[:, t : t + 1])) for t in range(5)], axis=1)
+    assert len(kernel_steps) == 5
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # a forward pass that keeps caches for a backward pass takes the full path
+    stream.reset_states()
+    stream.vjp(x[:, :1].copy(), [np.ones((2, 1, 2), dtype="float32")])
+    assert len(kernel_steps) == 5
+
+
+def test_stream_step_converts_slices_and_other_dtypes_as_the_full_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    series = rng.normal(size=(3, 7, 2))  # float64 data, sliced step by step below
+    whole = layers.LSTM(5, return_sequences=True, seed=2)(series.astype("float32"))
+    stream = layers.LSTM(5, return_sequences=True, stateful=True, seed=2)
+    stream.build(series.shape)
+    kernel_steps = []
+    step = stream._kernel_step
+    monkeypatch.setattr(stream, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
+    got = [stream(series[:, t : t + 1]) for t in range(7)]  # neither C-contiguous nor float32
+    assert len(kernel_steps) == 7
+    assert got[0].dtype == np.float32
+    np.testing.assert_allclose(np.concatenate(got, axis=1), whole, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="numeric"):
+        stream(np.full((3, 1, 2), "a"))
 
 
 def test_stream_step_returns_state_copies_and_updates_states():

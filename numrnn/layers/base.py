@@ -236,6 +236,13 @@ class Layer:
             self.build(np.shape(x))
 
     # -- calls -------------------------------------------------------------
+    def _stream_step(self, x):
+        """The outputs of an inference call on ``x`` (no mask, no initial
+        state) by a low-latency shortcut, or None where the layer has none
+        for ``x``: then the full forward pass runs. Stateful recurrent
+        layers fed one step at a time have one."""
+        return None
+
     def __call__(self, x, mask=None, initial_state=None, training=False):
         with forward_only():
             outputs, _ = self._forward_checked(x, mask, initial_state, training)

@@ -45,8 +45,8 @@ How the kernels are made fast (the docs' performance page has the numbers):
 - ``lstm_infer`` serves LSTM calls that need outputs only (no backward pass
   follows): it writes no caches, which pays most at small sizes.
 - ``*_step`` kernels serve stateful layers fed one step at a time: plain
-  loops (a BLAS call costs more than the arithmetic at batch 1) and no
-  caches.
+  loops for the products (a BLAS call costs more than the arithmetic at
+  batch 1), the sequence kernels' tanh/sigmoid cells, and no caches.
 - The public wrappers may run a whole-sequence call as several calls on
   row blocks of the batch, one thread each (``_threads``); each block is a
   slice of every batch-major argument, so the compiled kernels do not know.

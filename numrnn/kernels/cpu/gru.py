@@ -16,6 +16,7 @@ from numrnn.kernels.cpu._common import (
     SIGMOID,
     TANH,
     act,
+    activate_row,
     activation_grad,
     all_finite,
     column_sums,
@@ -577,12 +578,17 @@ def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activa
     gates = np.empty(3 * n_units, dtype=x.dtype)
     rec = np.empty(3 * n_units, dtype=x.dtype)
     rec_h = np.empty(n_units, dtype=x.dtype)
+    fast = _fast_codes(activation, recurrent_activation)
     for b in range(x.shape[0]):
         row_product(x[b], kernel, gates, False)
         row_product(h[b], recurrent_kernel, rec, False)
-        _cell_generic_ra(
-            gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h, out[b]
-        )
+        if fast:
+            _cell_fast_ra(gates, rec, bias[0], bias[1], h[b], rec_h, out[b])
+        else:
+            _cell_generic_ra(
+                gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h,
+                out[b],
+            )  # fmt: skip
         copy_into(h[b], out[b])
     return True
 
@@ -605,15 +611,12 @@ def _gru_step_reset_before(
         h_row = h[b]
         row_product(x[b], kernel, gates, False)
         row_product(h_row, recurrent_kernel[:, :two], gates[:two], True)
+        # whole rows per activation: one branch on the code, then loops that vectorise
+        activate_row(gates[:two], bias[:two], recurrent_activation)
         for u in range(n_units):
-            z = act(recurrent_activation, gates[u] + bias[u])
-            r = act(recurrent_activation, gates[n_units + u] + bias[n_units + u])
-            gates[u] = z
-            r_h[u] = r * h_row[u]
+            r_h[u] = gates[n_units + u] * h_row[u]
         row_product(r_h, recurrent_kernel[:, two:], gates[two:], True)
-        dst = out[b]
-        for u in range(n_units):
-            hh = act(activation, gates[two + u] + bias[two + u])
-            dst[u] = _blend(gates[u], h_row[u], hh)
-        copy_into(h_row, dst)
+        activate_row(gates[two:], bias[two:], activation)
+        _blend_row(gates[:n_units], h_row, gates[two:], out[b])
+        copy_into(h_row, out[b])
     return True

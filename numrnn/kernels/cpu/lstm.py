@@ -804,12 +804,20 @@ def _lstm_step(x, kernel, recurrent_kernel, bias, h, c, activation, recurrent_ac
     """
     if not all_finite(x):
         return False
-    n_units = h.shape[1]
-    pre = np.empty(4 * n_units, dtype=x.dtype)
+    n_batch, n_units = h.shape
+    pre = np.empty((n_batch, 4 * n_units), dtype=x.dtype)
+    for b in range(n_batch):
+        row_product(x[b], kernel, pre[b], False)
+        row_product(h[b], recurrent_kernel, pre[b], True)
+    if activation == TANH and recurrent_activation == SIGMOID:
+        # the outputs-only cells of the sequence kernels, as one step
+        kept = np.ones((n_batch, 1), dtype=np.bool_)
+        _cells_infer_fast(pre, 0, 0, bias, kept, h, c, out.reshape((n_batch, 1, n_units)), False)
+        return True
     scratch = np.empty(n_units, dtype=x.dtype)
-    for b in range(x.shape[0]):
-        row_product(x[b], kernel, pre, False)
-        row_product(h[b], recurrent_kernel, pre, True)
-        _cell_generic(pre, bias, c[b], scratch, scratch, out[b], activation, recurrent_activation)
+    for b in range(n_batch):
+        _cell_generic(
+            pre[b], bias, c[b], scratch, scratch, out[b], activation, recurrent_activation
+        )
         copy_into(h[b], out[b])
     return True
