@@ -384,6 +384,11 @@ class RNN(Layer):
             return [output] + [s.copy() for s in states]
         return [output]
 
+    def _fast_cells(self):
+        """Whether the cells are tanh/sigmoid ones (gated layers), which have
+        kernels of their own."""
+        return self._activation_code == TANH and self._recurrent_code == SIGMOID
+
     def _bias_or_zeros(self):
         """The bias the kernels take: zeros for a layer without one."""
         return self.bias if self.use_bias else self._zero_bias
@@ -859,10 +864,7 @@ class LSTM(RNN):
         n_batch = x.shape[0]
         h_final = backend.empty((n_batch, self.units), self.dtype)
         c_final = backend.empty((n_batch, self.units), self.dtype)
-        if (
-            backend.name == "cpu" and outputs_only() and not rec_dropout
-            and self._activation_code == TANH and self._recurrent_code == SIGMOID
-        ):  # fmt: skip
+        if backend.name == "cpu" and outputs_only() and not rec_dropout and self._fast_cells():
             # no backward pass follows: the kernel that keeps no caches
             backend.lstm.lstm_infer(
                 x, kernel, recurrent, bias, mask, states[0], states[1],
@@ -886,11 +888,14 @@ class LSTM(RNN):
         return [h_final, c_final], (gates, h_used, c_prev, c_act)
 
     def _kernel_step(self, x, out):
+        kernels = _cpu_kernels().lstm
         h, c = self._states
-        return _cpu_kernels().lstm._lstm_step(
-            x, self.kernel, self.recurrent_kernel, self._bias_or_zeros(), h, c,
-            self._activation_code, self._recurrent_code, out,
-        )  # fmt: skip
+        kernel, recurrent, bias = self.kernel, self.recurrent_kernel, self._bias_or_zeros()
+        if self._fast_cells():
+            return kernels._lstm_step_fast(x, kernel, recurrent, bias, h, c, out)
+        return kernels._lstm_step(
+            x, kernel, recurrent, bias, h, c, self._activation_code, self._recurrent_code, out
+        )
 
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]
@@ -959,11 +964,12 @@ class GRU(RNN):
 
     def _kernel_step(self, x, out):
         kernels = _cpu_kernels().gru
+        h = self._states[0]
+        kernel, recurrent, bias = self.kernel, self.recurrent_kernel, self._bias_or_zeros()
+        if self.reset_after and self._fast_cells():
+            return kernels._gru_step_fast(x, kernel, recurrent, bias, h, out)
         step = kernels._gru_step if self.reset_after else kernels._gru_step_reset_before
-        return step(
-            x, self.kernel, self.recurrent_kernel, self._bias_or_zeros(), self._states[0],
-            self._activation_code, self._recurrent_code, out,
-        )  # fmt: skip
+        return step(x, kernel, recurrent, bias, h, self._activation_code, self._recurrent_code, out)
 
     def _kernel_backward(self, cache, d_out, d_states):
         x = cache["x"]

@@ -570,7 +570,8 @@ def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activa
 
     ``x`` (B, F); the state ``h`` (B, U) is updated in place and ``out``
     (B, U) receives it. ``bias`` is (2, 3U). Returns False, touching
-    nothing, when ``x`` holds NaN or infinity, else True.
+    nothing, when ``x`` holds NaN or infinity, else True. Any activations;
+    :func:`_gru_step_fast` serves tanh/sigmoid.
     """
     if not all_finite(x):
         return False
@@ -578,17 +579,31 @@ def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activa
     gates = np.empty(3 * n_units, dtype=x.dtype)
     rec = np.empty(3 * n_units, dtype=x.dtype)
     rec_h = np.empty(n_units, dtype=x.dtype)
-    fast = _fast_codes(activation, recurrent_activation)
     for b in range(x.shape[0]):
         row_product(x[b], kernel, gates, False)
         row_product(h[b], recurrent_kernel, rec, False)
-        if fast:
-            _cell_fast_ra(gates, rec, bias[0], bias[1], h[b], rec_h, out[b])
-        else:
-            _cell_generic_ra(
-                gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h,
-                out[b],
-            )  # fmt: skip
+        _cell_generic_ra(
+            gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h, out[b]
+        )
+        copy_into(h[b], out[b])
+    return True
+
+
+@njit(**JIT)
+def _gru_step_fast(x, kernel, recurrent_kernel, bias, h, out):
+    """:func:`_gru_step` for tanh/sigmoid cells (the sequence kernels'
+    vectorised cell), a kernel of its own so that a stream compiles only
+    the cells it uses."""
+    if not all_finite(x):
+        return False
+    n_units = h.shape[1]
+    gates = np.empty(3 * n_units, dtype=x.dtype)
+    rec = np.empty(3 * n_units, dtype=x.dtype)
+    rec_h = np.empty(n_units, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        row_product(x[b], kernel, gates, False)
+        row_product(h[b], recurrent_kernel, rec, False)
+        _cell_fast_ra(gates, rec, bias[0], bias[1], h[b], rec_h, out[b])
         copy_into(h[b], out[b])
     return True
 
