@@ -565,6 +565,18 @@ def gru_backward_reset_before(
 
 
 @njit(**JIT)
+def _step_products_ra(x, kernel, recurrent_kernel, h):
+    # x W and h R (each B, 3U) of one streaming step
+    n_batch, n_units = h.shape
+    gates = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
+    rec = np.empty((n_batch, 3 * n_units), dtype=x.dtype)
+    for b in range(n_batch):
+        row_product(x[b], kernel, gates[b], False)
+        row_product(h[b], recurrent_kernel, rec[b], False)
+    return gates, rec
+
+
+@njit(**JIT)
 def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activation, out):
     """One GRU step (``reset_after=True``) for streaming inference.
 
@@ -575,16 +587,13 @@ def _gru_step(x, kernel, recurrent_kernel, bias, h, activation, recurrent_activa
     """
     if not all_finite(x):
         return False
-    n_units = h.shape[1]
-    gates = np.empty(3 * n_units, dtype=x.dtype)
-    rec = np.empty(3 * n_units, dtype=x.dtype)
-    rec_h = np.empty(n_units, dtype=x.dtype)
-    for b in range(x.shape[0]):
-        row_product(x[b], kernel, gates, False)
-        row_product(h[b], recurrent_kernel, rec, False)
+    gates, rec = _step_products_ra(x, kernel, recurrent_kernel, h)
+    rec_h = np.empty(h.shape[1], dtype=x.dtype)
+    for b in range(h.shape[0]):
         _cell_generic_ra(
-            gates, rec, bias[0], bias[1], h[b], activation, recurrent_activation, rec_h, out[b]
-        )
+            gates[b], rec[b], bias[0], bias[1], h[b], activation, recurrent_activation, rec_h,
+            out[b],
+        )  # fmt: skip
         copy_into(h[b], out[b])
     return True
 
@@ -596,14 +605,10 @@ def _gru_step_fast(x, kernel, recurrent_kernel, bias, h, out):
     the cells it uses."""
     if not all_finite(x):
         return False
-    n_units = h.shape[1]
-    gates = np.empty(3 * n_units, dtype=x.dtype)
-    rec = np.empty(3 * n_units, dtype=x.dtype)
-    rec_h = np.empty(n_units, dtype=x.dtype)
-    for b in range(x.shape[0]):
-        row_product(x[b], kernel, gates, False)
-        row_product(h[b], recurrent_kernel, rec, False)
-        _cell_fast_ra(gates, rec, bias[0], bias[1], h[b], rec_h, out[b])
+    gates, rec = _step_products_ra(x, kernel, recurrent_kernel, h)
+    rec_h = np.empty(h.shape[1], dtype=x.dtype)
+    for b in range(h.shape[0]):
+        _cell_fast_ra(gates[b], rec[b], bias[0], bias[1], h[b], rec_h, out[b])
         copy_into(h[b], out[b])
     return True
 
