@@ -708,7 +708,7 @@ class RNNForecaster(BaseEstimator):
         exog_scaled = transform.scale_exog(exog, 0)
         model = self.regressor_.model_
         saved = _stateful.model_states(model)
-        d, lags = transform.d, transform.lags
+        d, lags = transform.d, np.asarray(transform.lags)
         n_history = len(self._y_tail)
         levels = np.empty((n_history + horizon, self._y_tail.shape[1]))
         levels[:n_history] = self._y_tail
@@ -717,11 +717,11 @@ class RNNForecaster(BaseEstimator):
             with _stateful.single_threaded_blas():
                 for step in range(horizon):
                     t = n_history + step
-                    lagged = []
-                    for lag in lags:
-                        value = levels[t - lag] - (levels[t - lag - d] if d else 0.0)
-                        lagged.append(transform.scale(value))
-                    row = np.concatenate(lagged)
+                    # every lag at once, lag-major as in the design matrix
+                    value = levels[t - lags]
+                    if d:
+                        value = value - levels[t - lags - d]
+                    row = transform.scale(value).reshape(-1)
                     if exog_scaled is not None:
                         row = np.concatenate([row, exog_scaled[step]])
                     output = model(row.astype(dtype)[None, None, :])
