@@ -124,6 +124,14 @@ def _cell(name, **kwargs):
     return getattr(layers, name)(**kwargs)
 
 
+def _count_kernel_steps(layer, monkeypatch):
+    """A list that grows by one at each call of ``layer``'s single-step kernel."""
+    calls = []
+    step = layer._kernel_step
+    monkeypatch.setattr(layer, "_kernel_step", lambda *a: calls.append(1) or step(*a))
+    return calls
+
+
 @pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU", "GRU_v1"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -144,9 +152,7 @@ def test_step_by_step_matches_whole_sequence(cell, activation, dtype, units, mon
     stream.build(x.shape)
     stream.set_weights(full.get_weights())
     stream.reset_states()
-    kernel_steps = []
-    step = stream._kernel_step
-    monkeypatch.setattr(stream, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
+    kernel_steps = _count_kernel_steps(stream, monkeypatch)
     steps = [stream(np.ascontiguousarray(x[:, t : t + 1])) for t in range(x.shape[1])]
     assert len(kernel_steps) == x.shape[1]  # every step took the single-step kernel
     tol = 1e-5 if dtype == "float32" else 1e-12
@@ -171,9 +177,7 @@ def test_a_sequential_model_steps_through_the_single_step_kernel(cell, monkeypat
     stream.build(x.shape)
     stream.set_weights(whole.get_weights())
     recurrent = stream.layers[0]
-    kernel_steps = []
-    step = recurrent._kernel_step
-    monkeypatch.setattr(recurrent, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
+    kernel_steps = _count_kernel_steps(recurrent, monkeypatch)
     got = np.concatenate([stream(np.ascontiguousarray(x[:, t : t + 1])) for t in range(5)], axis=1)
     assert len(kernel_steps) == 5
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -189,9 +193,7 @@ def test_stream_step_converts_slices_and_other_dtypes_as_the_full_path(monkeypat
     whole = layers.LSTM(5, return_sequences=True, seed=2)(series.astype("float32"))
     stream = layers.LSTM(5, return_sequences=True, stateful=True, seed=2)
     stream.build(series.shape)
-    kernel_steps = []
-    step = stream._kernel_step
-    monkeypatch.setattr(stream, "_kernel_step", lambda *a: kernel_steps.append(1) or step(*a))
+    kernel_steps = _count_kernel_steps(stream, monkeypatch)
     got = [stream(series[:, t : t + 1]) for t in range(7)]  # neither C-contiguous nor float32
     assert len(kernel_steps) == 7
     assert got[0].dtype == np.float32
