@@ -83,6 +83,42 @@ def test_backward_types_are_the_ones_the_layer_calls(dtype, name, options, backw
     assert _ahead.signature(codes, dtype) in kernel.signatures
 
 
+STEPS = [
+    ("LSTM", {}, lambda: (lstm._lstm_step_fast, lstm._STEP_TYPES)),
+    ("LSTM", {"activation": "relu"}, lambda: (lstm._lstm_step, lstm._STEP_TYPES_GENERIC)),
+    ("GRU", {}, lambda: (gru._gru_step_fast, gru._STEP_TYPES_FAST)),
+    ("GRU", {"recurrent_activation": "hard_sigmoid"},
+     lambda: (gru._gru_step, gru._STEP_TYPES_RA)),
+    ("GRU", {"reset_after": False}, lambda: (gru._gru_step_reset_before, gru._STEP_TYPES_RB)),
+    ("SimpleRNN", {}, lambda: (simple_rnn._simple_rnn_step, simple_rnn._STEP_TYPES)),
+]  # fmt: skip
+
+
+def _stream_after_training(name, dtype, **options):
+    # a stateful layer's training step, then two streaming steps (the first
+    # makes the states for batch 2, the second takes the single-step kernel)
+    rng = np.random.default_rng(0)
+    layer = getattr(layers, name)(6, stateful=True, seed=1, dtype=dtype, **options)
+    x = rng.normal(size=(2, 4, 3)).astype(dtype)
+    layer.vjp(x, [rng.normal(size=(2, 6)).astype(dtype)], training=True)
+    layer(x[:, :1])
+    return layer(x[:, 1:2])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("name", "options", "step"), STEPS)
+def test_step_types_are_the_ones_a_stream_calls(monkeypatch, dtype, name, options, step):
+    """The single-step signature the helper compiles for a stateful layer is
+    the one its streaming calls then use, and a training step asks for that
+    kernel (and only it)."""
+    asked = []
+    monkeypatch.setattr(_ahead, "compile_pair", lambda *args, also=(), **kw: asked.append(also))
+    _stream_after_training(name, dtype, **options)
+    kernel, codes = step()
+    assert asked == [((kernel, codes),)]
+    assert _ahead.signature(codes, dtype) in kernel.signatures
+
+
 def test_cached_is_none_without_a_cache():
     @njit
     def uncached(a):
@@ -108,7 +144,7 @@ def fresh(monkeypatch):
     started = []
     _all_cold(
         monkeypatch,
-        lambda kernel, codes, dtype, *blocks: started.append((kernel, codes, dtype, *blocks)),
+        lambda kernel, codes, dtype, *rest: started.append((kernel, codes, dtype, *rest)),
     )
     return started
 
@@ -135,8 +171,8 @@ def test_helper_gets_the_forward_signature_once(fresh):
     _pair()
     _pair()
     assert len(fresh) == 1
-    kernel, codes, dtype, blocks = fresh[0]
-    assert kernel is lstm._forward_fast and dtype == "float32" and blocks == 1
+    kernel, codes, dtype, blocks, also = fresh[0]
+    assert kernel is lstm._forward_fast and dtype == "float32" and blocks == 1 and also == ()
     assert codes == "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i"
     _pair("float64")
     assert len(fresh) == 2 and fresh[1][2] == "float64"
@@ -211,18 +247,22 @@ class Recording(real_popen):
 _ahead.subprocess.Popen = Recording
 rng = np.random.default_rng(0)
 x = rng.normal(size=(5, 4, 3)).astype("float32")
-layer = layers.LSTM(6, return_sequences=True, seed=1)
+layer = layers.LSTM(6, return_sequences=True, seed=1, stateful="--stateful" in sys.argv)
 cot = [rng.normal(size=(5, 4, 6)).astype("float32")]
 grads = layer.vjp(x, cot, training=True)
 forward_loaded = [s for s in lstm._forward_fast.signatures]
+if layer.stateful:  # a stream of one step: the single-step kernel
+    layer(x[:, :1])
 print(json.dumps({
-    "helpers": [h if isinstance(h, int) else h[-5:] for h in helpers],
+    "helpers": [h if isinstance(h, int) else h[3:] for h in helpers],
     "wrapper_hits": sum(_blocks._run_blocks.stats.cache_hits.values()),
     "wrapper_misses": sum(_blocks._run_blocks.stats.cache_misses.values()),
     "wrappers": len(_blocks._run_blocks.signatures),
     "forward_cached": [_ahead.cached(lstm._forward_fast, s) for s in forward_loaded],
     "forward_hits": sum(lstm._forward_fast.stats.cache_hits.values()),
     "forward_misses": sum(lstm._forward_fast.stats.cache_misses.values()),
+    "step_hits": sum(lstm._lstm_step_fast.stats.cache_hits.values()),
+    "step_misses": sum(lstm._lstm_step_fast.stats.cache_misses.values()),
     "backward_cached": _ahead.cached(
         lstm._backward_fast, _ahead.signature(lstm._BACKWARD_TYPES, "float32")),
     "grads": [np.asarray(g).ravel().tolist() for g in list(grads[0]) + [grads[1]]],
@@ -331,3 +371,23 @@ def test_only_training_steps_start_a_helper(fresh, name, options):
     assert fresh == []
     _training_step(name, "float32", **options)
     assert len(fresh) == 1
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the helper needs 2 CPUs")
+def test_a_stateful_layers_helper_compiles_its_step_kernel(tmp_path):
+    """A stateful layer's cold training step: the helper compiles the
+    single-step kernel after the forward one, and the stream's first step
+    loads it from the cache instead of compiling it; the numbers are those
+    of a layer that is not stateful."""
+    cold = _cold_child(tmp_path, "--stateful", NUMRNN_COMPILE_AHEAD="1")
+    assert cold["helpers"] == [
+        ["numrnn.kernels.cpu.lstm", "_forward_fast", "3 2 3 m 2 2 2 3 3 3 3 3 2 2 2 1 b b i i",
+         "float32", "1", "_lstm_step_fast:2 2 2 1 2 2 2"],
+        0,
+    ]  # fmt: skip
+    assert (cold["forward_hits"], cold["forward_misses"]) == (1, 0)
+    assert (cold["step_hits"], cold["step_misses"]) == (1, 0)
+    plain = _cold_child(tmp_path / "plain", NUMRNN_COMPILE_AHEAD="1")
+    assert (plain["step_hits"], plain["step_misses"]) == (0, 0)
+    for got, want in zip(cold["grads"], plain["grads"], strict=True):
+        np.testing.assert_array_equal(got, want)

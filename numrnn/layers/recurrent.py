@@ -800,6 +800,7 @@ class SimpleRNN(RNN):
             x, kernel, recurrent, bias, mask, states[0], rec_mask,
             self._activation_code, self.go_backwards, self.zero_output_for_mask,
             out, gates, h_prev, h_used, h_final, backward_follows=not outputs_only(),
+            step_follows=self.stateful,
         )  # fmt: skip
         return [h_final], (gates, h_used)
 
@@ -883,7 +884,7 @@ class LSTM(RNN):
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final,
-            backward_follows=not outputs_only(),
+            backward_follows=not outputs_only(), step_follows=self.stateful,
         )  # fmt: skip
         return [h_final, c_final], (gates, h_used, c_prev, c_act)
 
@@ -959,6 +960,7 @@ class GRU(RNN):
             self._activation_code, self._recurrent_code, self.go_backwards,
             self.zero_output_for_mask,
             out, gates, h_prev, h_used, extra, h_final, backward_follows=not outputs_only(),
+            step_follows=self.stateful,
         )  # fmt: skip
         return [h_final], (gates, h_prev, h_used, extra)
 

@@ -180,12 +180,17 @@ _BACKWARD_SUMS_RB = (12, 13, 14)
 # them while a helper process compiles the forward loop
 _BACKWARD_TYPES_RA = "3 2 3 3 3 3 m 2 3 2 3 3 3 2 2 2 2 2 i i b b"
 _BACKWARD_TYPES_RB = "3 2 3 3 3 3 m 2 3 2 3 3 2 2 1 2 2 i i b b"
+# the single-step kernels' argument types: the helper that compiles the
+# forward loop compiles the one a stateful layer's stream will call
+_STEP_TYPES_FAST = "2 2 2 2 2 2"
+_STEP_TYPES_RA = "2 2 2 2 2 i i 2"
+_STEP_TYPES_RB = "2 2 2 1 2 i i 2"
 
 
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, rec_h, h_final, backward_follows=False,
+    out, gates, h_prev, h_used, rec_h, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=True``; ``bias`` is ``(2, 3U)`` (input, recurrent).
 
@@ -195,6 +200,9 @@ def gru_forward(
 
     ``backward_follows``: a backward call follows (a training step); on a
     cold numba cache the two kernels then compile at once (``_ahead``).
+    ``step_follows``: single-step calls (:func:`_gru_step_fast` or
+    :func:`_gru_step`, a stateful layer's stream) may follow; the helper of
+    a cold training step then compiles that kernel too.
     """
     batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, rec_h, h_final)
     shared = (
@@ -202,9 +210,14 @@ def gru_forward(
         bool(go_backwards), bool(zero_output_for_mask),
     )  # fmt: skip
     if backward_follows:
+        if _fast(activation, recurrent_activation):
+            step = (_gru_step_fast, _STEP_TYPES_FAST)
+        else:
+            step = (_gru_step, _STEP_TYPES_RA)
         _ahead.compile_pair(
             _forward_loop_ra, batch + shared, _backward_loop_ra,
             _BACKWARD_TYPES_RA, x.dtype, split=(_FORWARD_ROWS, gates, _threads.MAX_WIDTH),
+            also=(step,) if step_follows else (),
         )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_ra, batch + shared, _FORWARD_ROWS, (), gates)
 
@@ -398,7 +411,7 @@ def _forward_loop_rb(
 def gru_forward_reset_before(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, r_h, h_final, backward_follows=False,
+    out, gates, h_prev, h_used, r_h, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=False``; ``bias`` is ``(3U,)``.
 
@@ -409,6 +422,9 @@ def gru_forward_reset_before(
 
     ``backward_follows``: a backward call follows (a training step); on a
     cold numba cache the two kernels then compile at once (``_ahead``).
+    ``step_follows``: single-step calls (:func:`_gru_step_reset_before`, a
+    stateful layer's stream) may follow; the helper of a cold training step
+    then compiles that kernel too.
     """
     batch = (x, kernel, gates, mask, h0, rec_mask, out, h_prev, h_used, r_h, h_final)
     shared = (
@@ -419,6 +435,7 @@ def gru_forward_reset_before(
         _ahead.compile_pair(
             _forward_loop_rb, batch + shared, _backward_loop_rb,
             _BACKWARD_TYPES_RB, x.dtype, split=(_FORWARD_ROWS, gates, _threads.MAX_WIDTH),
+            also=((_gru_step_reset_before, _STEP_TYPES_RB),) if step_follows else (),
         )  # fmt: skip
     _threads.call_in_blocks(_forward_loop_rb, batch + shared, _FORWARD_ROWS, (), gates)
 

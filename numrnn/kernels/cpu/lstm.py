@@ -343,6 +343,10 @@ _BACKWARD_SUMS = (13, 14, 15)
 # one while a helper process compiles the forward kernel
 _BACKWARD_TYPES = "3 2 3 3 3 3 m 2 3 2 2 3 3 2 2 1 2 2 2 b b i i"
 _BACKWARD_TYPES_GENERIC = _BACKWARD_TYPES + " i i"
+# the single-step kernels' argument types: the helper that compiles the
+# forward kernel compiles the one a stateful layer's stream will call
+_STEP_TYPES = "2 2 2 1 2 2 2"
+_STEP_TYPES_GENERIC = "2 2 2 1 2 2 i i 2"
 
 
 def _split_width(n_cols, dtype, transposed=False):
@@ -359,6 +363,7 @@ def lstm_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
     out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final, backward_follows=False,
+    step_follows=False,
 ):  # fmt: skip
     """LSTM over a whole sequence.
 
@@ -379,6 +384,9 @@ def lstm_forward(
 
     ``backward_follows``: a backward call follows (a training step); on a
     cold numba cache the two kernels then compile at once (``_ahead``).
+    ``step_follows``: single-step calls (:func:`_lstm_step_fast` or
+    :func:`_lstm_step`, a stateful layer's stream) may follow; the helper of
+    a cold training step then compiles that kernel too.
     """
     n_batch = x.shape[0]
     args = (
@@ -389,14 +397,16 @@ def lstm_forward(
     if _fast(activation, recurrent_activation):
         kernel_, extra = _forward_fast, ()
         backward, backward_types = _backward_fast, _BACKWARD_TYPES
+        step = (_lstm_step_fast, _STEP_TYPES)
     else:
         kernel_, extra = _forward_generic, (int(activation), int(recurrent_activation))
         backward, backward_types = _backward_generic, _BACKWARD_TYPES_GENERIC
+        step = (_lstm_step, _STEP_TYPES_GENERIC)
     max_width = _split_width(recurrent_kernel.shape[1], x.dtype)
     if backward_follows:
         _ahead.compile_pair(
             kernel_, args + extra, backward, backward_types, x.dtype,
-            split=(_FORWARD_ROWS, gates, max_width),
+            split=(_FORWARD_ROWS, gates, max_width), also=(step,) if step_follows else (),
         )  # fmt: skip
     _threads.call_in_blocks(
         kernel_, args + extra, _FORWARD_ROWS, (), gates, bounds=_FORWARD_BOUNDS,

@@ -72,12 +72,15 @@ _BACKWARD_SUMS = (10, 11, 12)
 # the backward loop's argument types (``_ahead.signature``), for compiling it
 # while a helper process compiles the forward loop
 _BACKWARD_TYPES = "3 2 3 3 m 2 3 2 3 3 2 2 1 2 2 i b b"
+# the single-step kernel's argument types: the helper that compiles the
+# forward loop compiles it for a stateful layer's stream
+_STEP_TYPES = "2 2 2 1 2 i 2"
 
 
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, go_backwards, zero_output_for_mask,
-    out, states, h_prev, h_used, h_final, backward_follows=False,
+    out, states, h_prev, h_used, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """SimpleRNN over a whole sequence.
 
@@ -86,6 +89,9 @@ def simple_rnn_forward(
 
     ``backward_follows``: a backward call follows (a training step); on a
     cold numba cache the two kernels then compile at once (``_ahead``).
+    ``step_follows``: single-step calls (:func:`_simple_rnn_step`, a stateful
+    layer's stream) may follow; the helper of a cold training step then
+    compiles that kernel too.
     """
     batch = (x, kernel, states, mask, h0, rec_mask, out, h_prev, h_used, h_final)
     shared = (
@@ -99,6 +105,7 @@ def simple_rnn_forward(
         _ahead.compile_pair(
             _forward_loop, batch + shared, _backward_loop, _BACKWARD_TYPES, x.dtype,
             split=(_FORWARD_ROWS, states, _threads.MAX_WIDTH),
+            also=((_simple_rnn_step, _STEP_TYPES),) if step_follows else (),
         )  # fmt: skip
     _threads.call_in_blocks(_forward_loop, batch + shared, _FORWARD_ROWS, (), states)
 

@@ -133,11 +133,12 @@ def _step_forward_ra(
 def gru_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, rec_h, h_final, backward_follows=False,
+    out, gates, h_prev, h_used, rec_h, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=True`` on the GPU; twin of ``cpu.gru.gru_forward``.
 
-    ``backward_follows`` (the CPU twin's compile hint) is ignored.
+    ``backward_follows`` and ``step_follows`` (the CPU twin's compile
+    hints) are ignored.
 
     ``bias`` is ``(2, 3U)`` (input, recurrent). Caches: ``gates`` (B, T, 3U)
     activated z, r, hh; ``h_prev``/``h_used`` (B, T, U)/(B, T, W); ``rec_h``
@@ -350,11 +351,12 @@ def _candidate_forward(
 def gru_forward_reset_before(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
-    out, gates, h_prev, h_used, r_h, h_final, backward_follows=False,
+    out, gates, h_prev, h_used, r_h, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """GRU with ``reset_after=False`` on the GPU; twin of ``cpu.gru.gru_forward_reset_before``.
 
-    ``backward_follows`` (the CPU twin's compile hint) is ignored.
+    ``backward_follows`` and ``step_follows`` (the CPU twin's compile
+    hints) are ignored.
 
     ``bias`` is ``(3U,)``. Caches: ``gates`` (B, T, 3U) activated z, r, hh;
     ``h_prev`` (B, T, U), ``h_used`` (B, T, W); ``r_h`` (B, T, U) =

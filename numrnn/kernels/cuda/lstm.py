@@ -89,10 +89,12 @@ def lstm_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, c0, rec_mask,
     activation, recurrent_activation, go_backwards, zero_output_for_mask,
     out, gates, h_prev, h_used, c_prev, c_act, h_final, c_final, backward_follows=False,
+    step_follows=False,
 ):  # fmt: skip
     """LSTM over a whole sequence on the GPU; twin of ``cpu.lstm.lstm_forward``.
 
-    ``backward_follows`` (the CPU twin's compile hint) is ignored.
+    ``backward_follows`` and ``step_follows`` (the CPU twin's compile
+    hints) are ignored.
 
     Writes ``out`` (B, T, U) in processing order, the final states
     ``h_final``/``c_final`` (B, U), and the caches ``gates`` (B, T, 4U)

@@ -58,11 +58,12 @@ def _step_forward(
 def simple_rnn_forward(
     x, kernel, recurrent_kernel, bias, mask, h0, rec_mask,
     activation, go_backwards, zero_output_for_mask,
-    out, states, h_prev, h_used, h_final, backward_follows=False,
+    out, states, h_prev, h_used, h_final, backward_follows=False, step_follows=False,
 ):  # fmt: skip
     """SimpleRNN over a whole sequence on the GPU; twin of ``cpu.simple_rnn.simple_rnn_forward``.
 
-    ``backward_follows`` (the CPU twin's compile hint) is ignored.
+    ``backward_follows`` and ``step_follows`` (the CPU twin's compile
+    hints) are ignored.
 
     Caches: ``states`` (B, T, U) the candidate state of each step,
     ``h_prev``/``h_used`` (B, T, U) the state entering each step. Arrays may
